@@ -1,0 +1,433 @@
+"""Loaders for the real data sets, read from a local folder in the layout of ``SOURCES.md``.
+
+The folder holds one sub-folder per data set (``commongen/``, ``samsum/``, ...) with the files
+named in ``_LAYOUT`` below, e.g. ``samsum/validation.json``. A split whose files are not
+shipped (``test``) reads a file of the same format as the split named beside it. Loaders never
+build prompts: ``Sample.source`` is the raw task input.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from textgym.data.base import Sample
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+DATASETS = ("commongen", "imdb", "cnn_dailymail", "samsum", "dialogsum", "dailydialog")
+BUILTIN_DATASETS = ("builtin_generation", "builtin_summarization", "builtin_dialogue")
+KNOWN_DATASETS: tuple[str, ...] = DATASETS + BUILTIN_DATASETS
+DATA_DIR_ENV = "TEXTGYM_DATA_DIR"
+
+#: IMDB is a continuation task: the prompt is the first IMDB_PROMPT_WORDS words of a review...
+IMDB_PROMPT_WORDS = 10
+#: ...and the reference is the next (up to) IMDB_CONTINUATION_WORDS words.
+IMDB_CONTINUATION_WORDS = 40
+#: Reviews shorter than this leave too little to continue; they are skipped.
+IMDB_MIN_WORDS = 15
+
+_BR_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_POS_SUFFIX = re.compile(r"_[A-Z]{1,3}$")  # CommonGen dev tags: "field_N", "look_V"
+
+
+class DataError(ValueError):
+    """A data file exists but its content does not have the expected format."""
+
+
+# --------------------------------------------------------------------------- detokenizer
+
+# Plain str.replace and literal-first patterns: re scans the 4 MB train file much faster so.
+_CONTRACTION = re.compile(r" ' (s|t|m|d|ll|ve|re|clock)\b", re.IGNORECASE)
+_NUMBER_SEP = re.compile(r"[.:] (?=\d)|, (?=\d{3}\b)")  # after a digit: "16. 50", "15, 000"
+_NO_SPACE_BEFORE = ".,?!;:%)"
+_NO_SPACE_AFTER = "($£¥€"
+
+
+def _join_number(match: re.Match[str]) -> str:
+    before = match.string[match.start() - 1 : match.start()]
+    return match[0][0] if before.isdigit() else match[0]
+
+
+def detokenize(text: str) -> str:
+    """Undo DailyDialog's spaced tokenization so that turns read like normal text.
+
+    Rules, kept few on purpose: curly apostrophes become ``'``; contractions are joined
+    (``he ' s`` -> ``he's``, ``I ' Ve`` -> ``I've``); spaces before ``. , ? ! ; : % )``
+    and after ``( $ £ ¥ €`` go; split numbers are rejoined (``8: 30``, ``16 . 50``,
+    ``15 , 000``). Quotes and dashes are left alone (their direction is ambiguous).
+
+    Args:
+        text: One tokenized turn (or a whole ``__eou__``-separated dialogue).
+
+    Returns:
+        The text with the rules above applied and whitespace collapsed to single spaces.
+
+    Examples:
+        >>> detokenize("The kitchen stinks . ")
+        'The kitchen stinks.'
+        >>> detokenize("Now he ’ s here . I ’ Ve tried , really !")
+        "Now he's here. I've tried, really!"
+        >>> detokenize("It costs $ 16 . 50 at 8: 30 ( tax included ) ...")
+        'It costs $16.50 at 8:30 (tax included)...'
+        >>> detokenize("On January 12 , 1987 , 15 , 000 people came .")
+        'On January 12, 1987, 15,000 people came.'
+    """
+    text = " ".join(text.replace("’", "'").replace("‘", "'").split())
+    text = _CONTRACTION.sub(lambda m: "'" + m[1].lower(), text)
+    for mark in _NO_SPACE_BEFORE:
+        text = text.replace(" " + mark, mark)
+    for mark in _NO_SPACE_AFTER:
+        text = text.replace(mark + " ", mark)
+    return _NUMBER_SEP.sub(_join_number, text)
+
+
+# --------------------------------------------------------------------------- row -> Sample helpers
+# Shared by the local parsers and by hub.py so that both paths give the same Sample shape.
+
+
+def commongen_source(concepts: Sequence[str]) -> str:
+    """The CommonGen task input: the concepts joined by ``", "``."""
+    return ", ".join(concepts)
+
+
+def imdb_sample(sample_id: str, label: int, review: str) -> Sample | None:
+    """Turn one IMDB review into a continuation item, or None when it is too short.
+
+    Examples:
+        >>> s = imdb_sample("1_9", 1, "one two<br /><br />three " + "w " * 60)
+        >>> s.source, len(s.references[0].split()), s.meta
+        ('one two three w w w w w w w', 40, {'label': 1})
+    """
+    words = _BR_TAG.sub(" ", review).split()
+    if len(words) < IMDB_MIN_WORDS:
+        return None
+    prompt, rest = words[:IMDB_PROMPT_WORDS], words[IMDB_PROMPT_WORDS:]
+    continuation = " ".join(rest[:IMDB_CONTINUATION_WORDS])
+    return Sample(sample_id, " ".join(prompt), (continuation,), {"label": int(label)})
+
+
+def dialogue_samples(
+    prefix: str, turns: Sequence[str], meta: dict[str, Any], labels: dict[str, Sequence[int]]
+) -> Iterator[Sample]:
+    """Expand one dialogue into one item per turn position ``i >= 1``.
+
+    Args:
+        prefix: Id prefix, e.g. ``"dailydialog-train-7"``; the turn index is appended.
+        turns: Already cleaned, non-empty turns.
+        meta: Per-dialogue metadata copied into every item (dialogue index, topic).
+        labels: Per-turn labels (``"emotion"``, ``"act"``); only those with exactly one
+            value per turn are kept, since a misaligned label would be silently wrong.
+
+    Yields:
+        Samples whose source is ``turns[:i]`` joined by newlines and whose reference is
+        ``turns[i]``, with the labels of turn ``i`` in the meta.
+    """
+    aligned = {key: values for key, values in labels.items() if len(values) == len(turns)}
+    for i in range(1, len(turns)):
+        turn_meta = {**meta, "turn": i, **{key: values[i] for key, values in aligned.items()}}
+        yield Sample(f"{prefix}-{i}", "\n".join(turns[:i]), (turns[i],), turn_meta)
+
+
+def split_turns(text: str) -> list[str]:
+    """Split a DailyDialog line on ``__eou__``, detokenize, and drop empty turns.
+
+    The trailing ``__eou__`` of the dev/test files leaves an empty last piece.
+    """
+    # One detokenize call per dialogue, not per turn: the rules never cross "__eou__".
+    turns = (part.strip() for part in detokenize(text).split("__eou__"))
+    return [turn for turn in turns if turn]
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file without the final empty line a trailing newline leaves."""
+    # Not splitlines(): it also breaks on U+2028, form feeds etc. and would misalign paired files.
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or ())]
+            if missing:
+                raise DataError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+            return list(reader)
+    except csv.Error as err:
+        raise DataError(f"{path}: malformed CSV ({err})") from err
+
+
+def _int_list(text: str, path: Path, line_no: int) -> list[int]:
+    try:
+        return [int(value) for value in text.split()]
+    except ValueError as err:
+        raise DataError(f"{path}:{line_no}: expected integers, got {text!r}") from err
+
+
+def _check_unique(samples: list[Sample], path: Path) -> list[Sample]:
+    if len({s.id for s in samples}) != len(samples):
+        raise DataError(f"{path}: duplicate ids")
+    return samples
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _parse_commongen_pair(src: Path, tgt: Path, split: str) -> list[Sample]:
+    """Aligned concept/target lines; consecutive identical concept lines make one item."""
+    concepts_lines, targets = _read_lines(src), _read_lines(tgt)
+    if len(concepts_lines) != len(targets):
+        raise DataError(
+            f"{src} has {len(concepts_lines)} lines but {tgt} has {len(targets)}; "
+            "the two files must be aligned line by line"
+        )
+    groups: list[tuple[str, list[str]]] = []
+    for line_no, (concepts, target) in enumerate(zip(concepts_lines, targets), start=1):
+        if not concepts.strip() or not target.strip():
+            raise DataError(f"{src} / {tgt}: empty concept set or target on line {line_no}")
+        if groups and groups[-1][0] == concepts:
+            groups[-1][1].append(target.strip())
+        else:
+            groups.append((concepts, [target.strip()]))
+    return [
+        Sample(f"commongen-{split}-{k}", commongen_source(words), tuple(refs), {"concepts": words})
+        for k, (words, refs) in enumerate((c.split(), refs) for c, refs in groups)
+    ]
+
+
+def _parse_commongen_jsonl(path: Path, split: str) -> list[Sample]:
+    """One JSON object per line: ``concept_set`` ("field_N#look_V") and ``scene`` (references)."""
+    samples = []
+    for line_no, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            concepts = [_POS_SUFFIX.sub("", c) for c in row["concept_set"].split("#")]
+            refs = tuple(s.strip() for s in row["scene"] if s.strip())
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            expected = "a JSON object with concept_set and scene"
+            raise DataError(f"{path}:{line_no}: expected {expected} ({err!r})") from err
+        if not refs:
+            raise DataError(f"{path}:{line_no}: no reference sentences in 'scene'")
+        sample_id = f"commongen-{split}-{len(samples)}"
+        samples.append(Sample(sample_id, commongen_source(concepts), refs, {"concepts": concepts}))
+    return samples
+
+
+def _parse_imdb(path: Path, split: str) -> list[Sample]:
+    samples = []
+    for row_no, row in enumerate(_read_csv(path, ("id", "sentiment", "review")), start=2):
+        try:
+            label = int(row["sentiment"])
+        except (TypeError, ValueError) as err:
+            got = row["sentiment"]
+            raise DataError(f"{path}:{row_no}: sentiment must be 0 or 1, got {got!r}") from err
+        sample = imdb_sample(f"imdb-{row['id']}", label, row["review"] or "")
+        if sample is not None:
+            samples.append(sample)
+    return _check_unique(samples, path)
+
+
+def _parse_cnn(path: Path, split: str) -> list[Sample]:
+    samples = []
+    for row_no, row in enumerate(_read_csv(path, ("article", "highlights", "id")), start=2):
+        if not (row["article"] or "").strip() or not (row["highlights"] or "").strip():
+            raise DataError(f"{path}:{row_no}: empty article or highlights")
+        # Highlights keep their newlines: ROUGE-Lsum splits sentences on them.
+        samples.append(Sample(row["id"], row["article"].strip(), (row["highlights"].strip(),), {}))
+    return _check_unique(samples, path)
+
+
+def _parse_summary_json(path: Path, split: str) -> list[Sample]:
+    dataset = path.parent.name
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [(row["dialogue"], row["summary"]) for row in rows]
+    except (ValueError, KeyError, TypeError) as err:
+        expected = "a JSON list of {dialogue, summary} objects"
+        raise DataError(f"{path}: expected {expected} ({err!r})") from err
+    samples = []
+    for index, (dialogue, summary) in enumerate(pairs):
+        if not isinstance(dialogue, str) or not isinstance(summary, str) or not summary.strip():
+            raise DataError(f"{path}: item {index} needs a 'dialogue' and a non-empty 'summary'")
+        sample_id = f"{dataset}-{split}-{index}"
+        samples.append(Sample(sample_id, dialogue.strip(), (summary.strip(),), {}))
+    return samples
+
+
+def _parse_dailydialog_train(text_path: Path, split: str) -> list[Sample]:
+    """``dialogues_text_En.txt`` plus the optional, line-aligned topic/emotion/act files."""
+    dialogues = _read_lines(text_path)
+    columns: dict[str, list[list[int]]] = {}
+    for key, names in _DAILYDIALOG_LABEL_FILES.items():
+        found = [text_path.parent / n for n in names if (text_path.parent / n).is_file()]
+        if not found:
+            continue  # optional metadata
+        path = found[0]
+        lines = _read_lines(path)
+        if len(lines) != len(dialogues):
+            raise DataError(f"{path} has {len(lines)} lines but {text_path} has {len(dialogues)}")
+        columns[key] = [_int_list(line, path, n) for n, line in enumerate(lines, start=1)]
+    samples: list[Sample] = []
+    for k, line in enumerate(dialogues):
+        meta: dict[str, Any] = {"dialogue": k}
+        if "topic" in columns:
+            meta["topic"] = columns["topic"][k][0] if columns["topic"][k] else None
+        labels = {key: columns[key][k] for key in ("emotion", "act") if key in columns}
+        prefix = f"dailydialog-{split}-{k}"
+        samples.extend(dialogue_samples(prefix, split_turns(line), meta, labels))
+    return samples
+
+
+def _parse_dailydialog_tsv(path: Path, split: str) -> list[Sample]:
+    """Tab-separated ``text, topic, acts, emotions`` (the dev/test format)."""
+    samples: list[Sample] = []
+    for k, line in enumerate(_read_lines(path)):
+        fields = line.split("\t")
+        if len(fields) != 4:
+            raise DataError(
+                f"{path}:{k + 1}: expected 4 tab-separated fields "
+                f"(text, topic, acts, emotions), got {len(fields)}"
+            )
+        text, topic, acts, emotions = fields
+        topic_ids = _int_list(topic, path, k + 1)
+        meta = {"dialogue": k, "topic": topic_ids[0] if topic_ids else None}
+        labels = {"emotion": _int_list(emotions, path, k + 1), "act": _int_list(acts, path, k + 1)}
+        prefix = f"dailydialog-{split}-{k}"
+        samples.extend(dialogue_samples(prefix, split_turns(text), meta, labels))
+    return samples
+
+
+# Acts are in "dialogues_act.txt" in the original release, "dialogues_action.txt" in XDailyDialog.
+_DAILYDIALOG_LABEL_FILES = {
+    "topic": ("dialogues_topic.txt",),
+    "emotion": ("dialogues_emotion.txt",),
+    "act": ("dialogues_act.txt", "dialogues_action.txt"),
+}
+
+Parser = Callable[..., list[Sample]]
+_CG_TRAIN = ("commongen.train.src_alpha.txt", "commongen.train.tgt.txt")
+_CG_DEV, _DD_DEV = "commongen.dev.jsonl", "en_dev_human.txt"
+# (dataset, split) -> (files, parser, shipped file of the same format, or None if shipped itself)
+_LAYOUT: dict[tuple[str, str], tuple[tuple[str, ...], Parser, str | None]] = {
+    ("commongen", "train"): (_CG_TRAIN, _parse_commongen_pair, None),
+    ("commongen", "validation"): ((_CG_DEV,), _parse_commongen_jsonl, None),
+    ("commongen", "test"): (("commongen.test.jsonl",), _parse_commongen_jsonl, _CG_DEV),
+    ("dailydialog", "train"): (("dialogues_text_En.txt",), _parse_dailydialog_train, None),
+    ("dailydialog", "validation"): ((_DD_DEV,), _parse_dailydialog_tsv, None),
+    ("dailydialog", "test"): (("en_test_human.txt",), _parse_dailydialog_tsv, _DD_DEV),
+}
+_LAYOUT.update(  # the rest: one "<split>.<ext>" file per split
+    {
+        (name, split): ((f"{split}.{ext}",), parser, None if split == like else f"{like}.{ext}")
+        for name, parser, ext, like in (
+            ("samsum", _parse_summary_json, "json", "validation"),
+            ("dialogsum", _parse_summary_json, "json", "validation"),
+            ("cnn_dailymail", _parse_cnn, "csv", "validation"),
+            ("imdb", _parse_imdb, "csv", "train"),
+        )
+        for split in SPLITS
+    }
+)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The local data directory: the argument, else ``$TEXTGYM_DATA_DIR``, else None (hub).
+
+    Raises:
+        FileNotFoundError: The given (or configured) directory does not exist.
+    """
+    origin = "data_dir"
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+        origin = f"${DATA_DIR_ENV}"
+        if data_dir is None:
+            return None
+    path = Path(data_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{origin} {path} is not a directory; it must hold one folder per data set "
+            f"({', '.join(DATASETS)}) as in shared/data/SOURCES.md"
+        )
+    return path
+
+
+def load_samples(
+    dataset: str, split: str = "train", data_dir: str | os.PathLike[str] | None = None
+) -> list[Sample]:
+    """Load one split of a data set as a list of Samples, in file order.
+
+    Args:
+        dataset: One of ``KNOWN_DATASETS``: a real data set (``DATASETS``) or a builtin
+            mini corpus (``"builtin_..."``, packaged with textgym; ``data_dir`` is ignored).
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        data_dir: Folder in the layout of ``SOURCES.md``. Defaults to ``$TEXTGYM_DATA_DIR``,
+            and when that is unset the Hugging Face hub is used (needs ``textgym[hub]``).
+
+    Returns:
+        A new list each call; the Samples are shared with a cache, so treat them (and
+        their ``meta``) as read-only.
+
+    Raises:
+        ValueError: Unknown data set or split.
+        FileNotFoundError: The data directory or a file of the split is missing.
+        DataError: A file is malformed (a ``ValueError`` naming the file).
+    """
+    if dataset not in KNOWN_DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(KNOWN_DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {dataset}; allowed: {', '.join(SPLITS)}")
+    if dataset in BUILTIN_DATASETS:
+        from textgym.data.builtin import load_builtin  # lazy: written separately, packaged data
+
+        return list(load_builtin(dataset, split))
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        from textgym.data.hub import load_hub_samples  # lazy: needs the optional `datasets`
+
+        return load_hub_samples(dataset, split)
+    files = _split_files(dataset, split, root)
+    # Stamping the whole folder (optional metadata files included) makes an edited file
+    # re-parse instead of hitting a stale cache entry.
+    stats = ((p.name, p.stat()) for p in sorted(files[0].parent.iterdir()))
+    stamp = tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
+    return list(_load_cached(dataset, split, tuple(files), stamp))
+
+
+def _split_files(dataset: str, split: str, root: Path) -> list[Path]:
+    """The files a split needs, after checking that each one exists."""
+    names, _, same_as = _LAYOUT[dataset, split]
+    folder = root / dataset
+    files = [folder / name for name in names]
+    for path in files:
+        if path.is_file():
+            continue
+        hint = f" (same format as {same_as})" if same_as else ""
+        if not folder.is_dir():
+            hint += f"; there is no folder {folder}: data_dir must hold one folder per data set"
+        raise FileNotFoundError(f"{dataset} split {split!r}: expected file {path}{hint}")
+    return files
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(
+    dataset: str, split: str, files: tuple[Path, ...], stamp: tuple[Any, ...]
+) -> tuple[Sample, ...]:
+    """Parse once per (dataset, split, files, modification stamp)."""
+    _, parser, _ = _LAYOUT[dataset, split]
+    return tuple(parser(*files, split))
