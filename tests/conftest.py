@@ -1,0 +1,41 @@
+"""Shared fixtures: where the real data and tokenizers live (never the network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TEXTGYM_SHARED_DIR", REPO.parent / "shared"))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"test data not found at {path}; set TEXTGYM_SHARED_DIR or TEXTGYM_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data sets in the layout of shared/data/SOURCES.md."""
+    env = os.environ.get("TEXTGYM_DATA_DIR")
+    return _require(Path(env) if env else SHARED / "data")
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer_dir() -> Path:
+    return _require(SHARED / "tokenizers" / "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer_dir() -> Path:
+    return _require(SHARED / "tokenizers" / "gpt2")
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer(smollm_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm_tokenizer_dir))

