@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Unit tests use tiny models: one thread avoids OpenMP oversubscription on a shared 2-core
+# machine (measured 10x faster here). Slow end-to-end tests raise it themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TEXTGYM_SHARED_DIR", REPO.parent / "shared"))

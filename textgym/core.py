@@ -13,7 +13,7 @@ from gymnasium.error import ResetNeeded
 from textgym.data.base import Sample
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
-from textgym.rewards import make_reward, score_components
+from textgym.rewards import make_reward, score_and_components
 
 REWARD_MODES = ("terminal", "dense")
 MAX_TOKENS_LIMIT = 8192  # a sanity bound on lengths; a typo like 1e9 would otherwise allocate forever
@@ -219,8 +219,10 @@ class TextEnv(gym.Env):
         return self._prompt_text
 
     def _score(self, text: str) -> float:
-        assert self._sample is not None
-        value = float(self.reward_fn([self.prompt_text()], [text], [list(self._sample.references)])[0])
+        return self._checked(self.reward_fn([self.prompt_text()], [text], [list(self._sample.references)])[0])
+
+    def _checked(self, value: float) -> float:
+        value = float(value)
         if not math.isfinite(value):
             raise FloatingPointError(f"reward {self.reward_fn.name} returned {value} for sample {self._sample.id!r}")
         return value
@@ -238,13 +240,13 @@ class TextEnv(gym.Env):
         assert self._sample is not None
         text = self.generation_text()
         args = ([self.prompt_text()], [text], [list(self._sample.references)])
-        metrics = {k: v[0] for k, v in score_components(self.reward_fn, *args).items()}
+        total, parts = score_and_components(self.reward_fn, *args)
+        metrics = {name: values[0] for name, values in parts.items()}
         for name, fn in self.metric_fns.items():
             if name not in metrics:
                 metrics[name] = fn(*args)[0]
-        score = self._score(text)
         return {**self._reset_info(), "generation": text, "num_tokens": len(self._generated),
-                "metrics": metrics, "score": score}
+                "metrics": metrics, "score": self._checked(total[0])}
 
     def render(self) -> str | None:
         """``"ansi"``: the prompt and the text generated so far."""

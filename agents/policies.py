@@ -1,0 +1,254 @@
+"""TransformerPolicy: a causal LM as an SB3 actor-critic (LM head = actor, value head = critic)."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from textgym.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+
+
+def build_causal_lm(model_name: str | None, model_config: dict[str, Any] | None) -> nn.Module:
+    """Load a pretrained LM by name/folder, or build a randomly initialised one from a config dict.
+
+    Only names and plain config dicts are accepted so that a saved agent can rebuild its network.
+    """
+    if model_config is not None:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        if not isinstance(model_config, dict) or "model_type" not in model_config:
+            raise ValueError("model_config must be a dict with a 'model_type' key, e.g. {'model_type': 'llama', ...}")
+        cfg = dict(model_config)
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+    return load_causal_lm(model_name)
+
+
+def sampling_logits(logits: th.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> th.Tensor:
+    """Apply temperature, top-k and top-p as a mask on the logits. ``(B, V) -> (B, V)``.
+
+    Masked tokens get the lowest finite logit (probability 0), so rollout and update see the same
+    distribution and the log-probs stay consistent.
+    """
+    logits = logits.float() / temperature
+    floor = th.finfo(logits.dtype).min
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = th.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, floor)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = th.sort(logits, descending=True, dim=-1)
+        cum = th.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop_sorted = cum - th.softmax(sorted_logits, dim=-1) > top_p  # keep the token that crosses top_p
+        drop = th.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, floor)
+    return logits
+
+
+def last_positions(mask: th.Tensor) -> th.Tensor:
+    """Index of the last attended position per row. ``(B, L) -> (B,)``."""
+    length = mask.shape[-1]
+    return length - 1 - th.argmax(th.flip(mask, dims=[-1]), dim=-1)
+
+
+def hidden_at_last_token(trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tensor:
+    """Run a transformer trunk on token observations; final hidden state at each row's last token.
+
+    ``input_ids, attention_mask: (B, L)`` (left-padded prompt, right-padded generation) ``-> (B, H)``.
+    """
+    ids = obs["input_ids"].long()  # SB3's buffers hold floats; ids < 2**24 are exact
+    mask = obs["attention_mask"].long()
+    last = last_positions(mask)  # (B,)
+    width = int(last.max()) + 1  # nothing after the last token can influence it (causal)
+    ids, mask = ids[:, :width], mask[:, :width]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state  # (B, W, H)
+    return hidden[th.arange(ids.shape[0], device=ids.device), last]
+
+
+class TransformerPolicy(ActorCriticPolicy):
+    """Actor-critic around a Hugging Face causal LM, for textgym's token observations.
+
+    The pretrained LM head is the actor (no fresh action layer); a linear value head on the
+    trunk's final hidden state is the critic (or on a separate copy of the trunk). Observations are
+    used as integer token ids with their attention mask, never as floats.
+
+    Args:
+        observation_space: ``Dict(input_ids, attention_mask)`` from a textgym env.
+        action_space: ``Discrete(V)``; ``V`` may be at most the LM's output rows.
+        lr_schedule: SB3's learning-rate schedule.
+        model_name: Model alias, folder or hub id (default: SmolLM2-135M-Instruct, offline).
+        model_config: Build a randomly initialised model from this config dict instead (tests).
+        tokenizer: Tokenizer name/folder, checked against the action space (default: the model's
+            own when ``model_name`` is given).
+        temperature, top_k, top_p: Sampling controls, applied to the action distribution.
+        separate_critic: Give the critic its own copy of the trunk.
+        optimizer_class, optimizer_kwargs: As in SB3 (default AdamW).
+        **kwargs: SB3 ``ActorCriticPolicy`` arguments that make sense here (``use_sde`` must be False).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        model_name: str | None = DEFAULT_MODEL,
+        model_config: dict[str, Any] | None = None,
+        tokenizer: str | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        separate_critic: bool = False,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"TransformerPolicy needs a Discrete token action space, got {action_space}")
+        if not isinstance(observation_space, spaces.Dict) or {"input_ids", "attention_mask"} - set(observation_space.spaces):
+            raise ValueError("TransformerPolicy needs Dict(input_ids, attention_mask) observations from a textgym env")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
+        if model_config is None and not isinstance(model_name, str):
+            raise TypeError(
+                "model_name must be a model alias, folder or hub id (a string); to use a model object, save it "
+                f"with model.save_pretrained(folder) and pass the folder (got {type(model_name).__name__})"
+            )
+        if kwargs.get("use_sde"):
+            raise ValueError("TransformerPolicy has a discrete action space: use_sde must be False")
+        self.model_name, self.model_config, self.tokenizer_name = model_name, model_config, tokenizer
+        self.temperature, self.top_k, self.top_p = float(temperature), top_k, top_p
+        self.separate_critic = separate_critic
+        self.skipped_updates = 0
+        self.entropy_sum, self.entropy_count = 0.0, 0
+        super().__init__(observation_space, action_space, lr_schedule, optimizer_class=optimizer_class,
+                         optimizer_kwargs=optimizer_kwargs or {}, ortho_init=False, **kwargs)
+
+    # --- construction ------------------------------------------------------------------
+    def _build(self, lr_schedule: Any) -> None:
+        self.lm = build_causal_lm(self.model_name, self.model_config)
+        self.n_actions = int(self.action_space.n)
+        rows = self.lm.get_output_embeddings().weight.shape[0]
+        if self.n_actions > rows:
+            raise ValueError(
+                f"the env's action space has {self.n_actions} tokens but the model's LM head has only {rows} "
+                "rows: use the tokenizer that belongs to the model"
+            )
+        self._check_tokenizer()
+        hidden = self.lm.config.get_text_config().hidden_size
+        self.critic_trunk = copy.deepcopy(self.lm.base_model) if self.separate_critic else None
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        nn.init.zeros_(self.value_head.bias)
+        self.action_dist = CategoricalDistribution(self.n_actions)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer.register_step_pre_hook(self._skip_nonfinite_step)
+
+    def _check_tokenizer(self) -> None:
+        name = self.tokenizer_name or (self.model_name if self.model_config is None else None)
+        if name is None:
+            return
+        try:
+            tokenizer = load_tokenizer(name)
+        except OSError:  # a model folder without tokenizer files: nothing to compare against
+            if self.tokenizer_name:
+                raise
+            return
+        if len(tokenizer) != self.n_actions:
+            raise ValueError(
+                f"tokenizer {name!r} has {len(tokenizer)} tokens but the env's action space has {self.n_actions}: "
+                "make the env with the same tokenizer as the model"
+            )
+
+    def _skip_nonfinite_step(self, optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Drop the whole update when any gradient is NaN/inf (a bad batch must not corrupt weights)."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not all(th.isfinite(g).all() for g in grads):
+            self.skipped_updates += 1
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None  # optimizers skip parameters without gradients
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for key in ("net_arch", "activation_fn", "ortho_init", "features_extractor_class",
+                    "features_extractor_kwargs", "share_features_extractor", "log_std_init",
+                    "full_std", "use_expln", "squash_output"):
+            data.pop(key, None)
+        data.update(model_name=self.model_name, model_config=self.model_config, tokenizer=self.tokenizer_name,
+                     temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                     separate_critic=self.separate_critic)
+        return data
+
+    # --- forward passes ------------------------------------------------------------------
+    def autocast(self):
+        """bf16 autocast on CUDA devices that support it; a no-op elsewhere."""
+        if self.device.type == "cuda" and th.cuda.is_bf16_supported():
+            return th.autocast("cuda", dtype=th.bfloat16)
+        return nullcontext()
+
+    def _last_hidden(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
+        """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``."""
+        with self.autocast():
+            actor = hidden_at_last_token(self.lm.base_model, obs)
+            critic = actor if self.critic_trunk is None else hidden_at_last_token(self.critic_trunk, obs)
+        return actor, critic
+
+    @th.no_grad()
+    def reference_log_prob(self, reference: nn.Module, obs: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
+        """Log-prob of ``actions`` under a frozen reference LM, with this policy's sampling controls. ``-> (B,)``."""
+        with self.autocast():
+            hidden = hidden_at_last_token(reference.base_model, obs)
+            logits = reference.get_output_embeddings()(hidden)[..., : self.n_actions]
+        logits = sampling_logits(logits, self.temperature, self.top_k, self.top_p)
+        return th.log_softmax(logits, dim=-1).gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+
+    def logits_from_hidden(self, hidden: th.Tensor) -> th.Tensor:
+        """LM-head logits over the env's tokens, with the sampling controls. ``(..., H) -> (..., V)``."""
+        with self.autocast():
+            logits = self.lm.get_output_embeddings()(hidden)[..., : self.n_actions]
+        return sampling_logits(logits, self.temperature, self.top_k, self.top_p)
+
+    def values_from_hidden(self, hidden: th.Tensor) -> th.Tensor:
+        """Value head. ``(..., H) -> (..., 1)``."""
+        return self.value_head(hidden.float())
+
+    def forward(self, obs: dict[str, th.Tensor], deterministic: bool = False):
+        actor, critic = self._last_hidden(obs)
+        distribution = self.action_dist.proba_distribution(action_logits=self.logits_from_hidden(actor))
+        actions = distribution.get_actions(deterministic=deterministic)
+        return actions, self.values_from_hidden(critic), distribution.log_prob(actions)
+
+    def evaluate_actions(self, obs: dict[str, th.Tensor], actions: th.Tensor):
+        actor, critic = self._last_hidden(obs)
+        distribution = self.action_dist.proba_distribution(action_logits=self.logits_from_hidden(actor))
+        entropy = distribution.entropy()
+        if self.training:  # SB3 logs only -entropy as a loss; keep the mean for the "entropy" metric
+            self.entropy_sum += float(entropy.detach().sum())
+            self.entropy_count += entropy.numel()
+        return self.values_from_hidden(critic), distribution.log_prob(actions), entropy
+
+    def pop_mean_entropy(self) -> float | None:
+        """Mean entropy over the ``evaluate_actions`` calls since the last pop (``None`` if none)."""
+        mean = self.entropy_sum / self.entropy_count if self.entropy_count else None
+        self.entropy_sum, self.entropy_count = 0.0, 0
+        return mean
+
+    def get_distribution(self, obs: dict[str, th.Tensor]):
+        actor, _ = self._last_hidden(obs)
+        return self.action_dist.proba_distribution(action_logits=self.logits_from_hidden(actor))
+
+    def predict_values(self, obs: dict[str, th.Tensor]) -> th.Tensor:
+        return self.values_from_hidden(self._last_hidden(obs)[1])
+
+    def _predict(self, observation: dict[str, th.Tensor], deterministic: bool = False) -> th.Tensor:
+        return self.get_distribution(observation).get_actions(deterministic=deterministic)
