@@ -7,6 +7,7 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import textgym
 
@@ -98,3 +99,14 @@ def test_reference_tokens_score_close_to_one(env_id, smollm_tokenizer, data_dir)
             assert terminated and sum(rewards) == 0.0
             assert last == pytest.approx(info["score"]) and last > 0.95, (env_id, reward, info["generation"])
             assert reward in info["metrics"]
+
+
+def test_stock_sb3_ppo_learns_on_generation(smollm_tokenizer):
+    from stable_baselines3 import PPO
+
+    env = gym.make("textgym/Generation-v0", tokenizer=smollm_tokenizer, max_new_tokens=8)
+    model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(256)
+    assert model.num_timesteps >= 256
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))

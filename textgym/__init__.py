@@ -47,4 +47,15 @@ for _env in ENVS:
     if _env.env_id not in registry:
         register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset})
 
-__all__ = ["ENVS", "EnvInfo", "__version__"]
+
+
+def __getattr__(name: str):
+    # make_vec pulls in torch and SB3: import it on first use, keeping `import textgym` cheap.
+    if name == "make_vec":
+        from textgym.vector import make_vec
+
+        return make_vec
+    raise AttributeError(f"module 'textgym' has no attribute {name!r}")
+
+
+__all__ = ["ENVS", "EnvInfo", "__version__", "make_vec"]

@@ -25,6 +25,18 @@ def _check_length(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_sample_index(index: Any, num_samples: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < num_samples:
+        raise ValueError(f"options['sample_index'] must be an int in [0, {num_samples - 1}], got {index!r}")
+    return int(index)
+
+
+def check_reset_options(options: Mapping[str, Any] | None) -> None:
+    unknown = set(options or {}) - {"sample_index"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['sample_index']")
+
+
 def as_token_id(action: Any, vocab_size: int) -> int:
     """Validate one action and return it as a Python int.
 
@@ -40,6 +52,42 @@ def as_token_id(action: Any, vocab_size: int) -> int:
     if not 0 <= token < vocab_size:
         raise ValueError(f"action {token} is out of range: token ids are 0..{vocab_size - 1}")
     return token
+
+
+class SampleOrder:
+    """Epoch-shuffled sample indices: a fresh permutation from ``rng`` whenever one is used up."""
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = num_samples
+        self.restart()
+
+    def restart(self) -> None:
+        self._order: np.ndarray | None = None
+        self._cursor = 0
+
+    def next(self, rng: np.random.Generator) -> int:
+        if self._order is None or self._cursor >= len(self._order):
+            self._order = rng.permutation(self.num_samples)
+            self._cursor = 0
+        self._cursor += 1
+        return int(self._order[self._cursor - 1])
+
+
+def score_episodes(
+    reward_fn: Any, metric_fns: Mapping[str, Any], prompts: list[str], texts: list[str], references: list[list[str]]
+) -> tuple[list[float], list[dict[str, float]]]:
+    """Score finished texts in one batched call per reward: ``(scores, metrics per item)``.
+
+    Metrics hold every component of the reward plus every extra metric not already among them.
+    """
+    total, parts = score_and_components(reward_fn, prompts, texts, references)
+    extra = {name: fn(prompts, texts, references) for name, fn in metric_fns.items() if name not in parts}
+    columns = {**parts, **extra}
+    metrics = [{name: float(values[i]) for name, values in columns.items()} for i in range(len(texts))]
+    for value in total:
+        if not math.isfinite(value):
+            raise FloatingPointError(f"reward {reward_fn.name} returned {value}")
+    return [float(v) for v in total], metrics
 
 
 class TextEnv(gym.Env):
@@ -136,8 +184,7 @@ class TextEnv(gym.Env):
                 if getattr(part, "signature", None):
                     self.metadata[f"signature_{part.name}"] = part.signature
 
-        self._order: np.ndarray | None = None
-        self._cursor = 0
+        self._sample_order = SampleOrder(len(self.samples))
         self._sample: Sample | None = None
         self._done = True
         self._started = False
@@ -145,25 +192,15 @@ class TextEnv(gym.Env):
     # --- episode mechanics -------------------------------------------------------------
     def _next_index(self, options: Mapping[str, Any] | None) -> int:
         if options and "sample_index" in options:
-            idx = options["sample_index"]
-            if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < len(self.samples):
-                raise ValueError(f"options['sample_index'] must be an int in [0, {len(self.samples) - 1}], got {idx!r}")
-            return int(idx)
-        if self._order is None or self._cursor >= len(self._order):
-            self._order = self.np_random.permutation(len(self.samples))
-            self._cursor = 0
-        idx = int(self._order[self._cursor])
-        self._cursor += 1
-        return idx
+            return check_sample_index(options["sample_index"], len(self.samples))
+        return self._sample_order.next(self.np_random)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the next sample (a new epoch order per ``seed``) and return the prompt."""
         super().reset(seed=seed)
         if seed is not None:
-            self._order = None  # the same seed replays the same sample order
-        unknown = set(options or {}) - {"sample_index"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['sample_index']")
+            self._sample_order.restart()  # the same seed replays the same sample order
+        check_reset_options(options)
         self._sample = self.samples[self._next_index(options)]
         prompt = self.prompt_encoder.encode(self._sample.source)
         self._prompt = np.full(self.max_prompt_length, self.pad_token_id, dtype=np.int64)
@@ -239,14 +276,11 @@ class TextEnv(gym.Env):
     def _final_info(self) -> dict[str, Any]:
         assert self._sample is not None
         text = self.generation_text()
-        args = ([self.prompt_text()], [text], [list(self._sample.references)])
-        total, parts = score_and_components(self.reward_fn, *args)
-        metrics = {name: values[0] for name, values in parts.items()}
-        for name, fn in self.metric_fns.items():
-            if name not in metrics:
-                metrics[name] = fn(*args)[0]
+        scores, metrics = score_episodes(
+            self.reward_fn, self.metric_fns, [self.prompt_text()], [text], [list(self._sample.references)]
+        )
         return {**self._reset_info(), "generation": text, "num_tokens": len(self._generated),
-                "metrics": metrics, "score": self._checked(total[0])}
+                "metrics": metrics[0], "score": scores[0]}
 
     def render(self) -> str | None:
         """``"ansi"``: the prompt and the text generated so far."""

@@ -1,0 +1,292 @@
+"""TokenVecEnv: N text environments held as tensors on one device.
+
+The prompts are tokenized once per sample, the generated tokens are written in place, EOS and
+length flags are tensors, and the finished texts are decoded and scored in one batched reward call
+per step. It implements SB3's ``VecEnv`` (auto-reset in the same step, ``terminal_observation`` in
+``info``); :class:`GymTokenVectorEnv` exposes the same engine as a Gymnasium ``VectorEnv``.
+
+Each of the N environments behaves exactly like a :class:`textgym.core.TextEnv` seeded with
+``seed + i`` (tested): same samples in the same order, same observations, rewards and infos.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from textgym.core import SampleOrder, TextEnv, check_reset_options, check_sample_index, score_episodes
+
+
+def resolve_torch_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class TokenVecEnv(VecEnv):
+    """N copies of a :class:`TextEnv`'s task as one batch of tensors.
+
+    Args:
+        env: A configured environment whose task, tokenizer, reward and lengths are used.
+        num_envs: Number of parallel episodes.
+        device: Where the token tensors live (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+
+    Attributes:
+        input_ids, attention_mask: ``(N, L)`` int64 tensors on ``device``: the current observations.
+        num_generated: ``(N,)`` tokens generated so far (EOS not counted).
+        finished: ``(N,)`` bool, set when an episode ended and the env was not reset yet.
+    """
+
+    def __init__(self, env: TextEnv, num_envs: int, device: str | torch.device = "auto") -> None:
+        env = env.unwrapped if isinstance(env, gym.Env) else env
+        if not isinstance(env, TextEnv):
+            raise TypeError(f"TokenVecEnv needs a textgym TextEnv, got {type(env).__name__}")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        self.env = env
+        self.device = resolve_torch_device(device)
+        self.prompt_length, self.max_new_tokens = env.max_prompt_length, env.max_new_tokens
+        self.eos_token_id, self.pad_token_id = env.eos_token_id, env.pad_token_id
+        self.render_mode = None
+        n, length = num_envs, env.max_prompt_length + env.max_new_tokens
+        self.input_ids = torch.full((n, length), self.pad_token_id, dtype=torch.long, device=self.device)
+        self.attention_mask = torch.zeros((n, length), dtype=torch.long, device=self.device)
+        self.num_generated = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.finished = torch.ones(n, dtype=torch.bool, device=self.device)
+        self._rows = torch.arange(n, device=self.device)
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self._orders = [SampleOrder(len(env.samples)) for _ in range(n)]
+        self._sample_index = [0] * n
+        self._last_score = np.zeros(n)
+        self._prompt_cache: dict[int, tuple[torch.Tensor, str]] = {}
+        self._actions: torch.Tensor | None = None
+        self._started = False
+        super().__init__(n, env.observation_space, env.action_space)
+
+    # --- per-env episode starts ----------------------------------------------------------
+    def _prompt(self, index: int) -> tuple[torch.Tensor, str]:
+        """Prompt ids (tokenized once per sample) and the prompt text."""
+        if index not in self._prompt_cache:
+            ids = self.env.prompt_encoder.encode(self.env.samples[index].source)
+            self._prompt_cache[index] = (torch.tensor(ids, dtype=torch.long, device=self.device),
+                                         self.env.tokenizer.decode(ids))
+        return self._prompt_cache[index]
+
+    def reset_env(self, i: int, seed: int | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start a new episode in env ``i``; returns its reset info (as ``TextEnv.reset``)."""
+        if seed is not None or self._rngs[i] is None:
+            self._rngs[i], _ = seeding.np_random(seed)
+            self._orders[i].restart()
+        check_reset_options(options)
+        if options and "sample_index" in options:
+            index = check_sample_index(options["sample_index"], len(self.env.samples))
+        else:
+            index = self._orders[i].next(self._rngs[i])
+        ids, _ = self._prompt(index)
+        self._sample_index[i] = index
+        self.input_ids[i].fill_(self.pad_token_id)
+        self.attention_mask[i].zero_()
+        self.input_ids[i, self.prompt_length - len(ids) : self.prompt_length] = ids
+        self.attention_mask[i, self.prompt_length - len(ids) : self.prompt_length] = 1
+        self.num_generated[i] = 0
+        self.finished[i] = False
+        self._last_score[i] = 0.0
+        self._started = True
+        return self._reset_info(i)
+
+    def _reset_info(self, i: int) -> dict[str, Any]:
+        sample = self.env.samples[self._sample_index[i]]
+        return {"sample_id": sample.id, "source": sample.source, "prompt_text": self._prompt(self._sample_index[i])[1],
+                "references": list(sample.references)}
+
+    def reset_all(self, seed: int | None = None) -> None:
+        """Start a new episode in every env (seeds ``seed + i`` when given)."""
+        for i in range(self.num_envs):
+            self.reset_infos[i] = self.reset_env(i, None if seed is None else seed + i)
+
+    # --- the batched transition ------------------------------------------------------------
+    def check_actions(self, actions: Any) -> torch.Tensor:
+        """Validate a batch of token ids; returns them as a ``(N,)`` long tensor on the device."""
+        tensor = torch.as_tensor(actions, device=self.device)
+        if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
+            raise TypeError(f"actions must be integer token ids, got dtype {tensor.dtype}")
+        tensor = tensor.reshape(-1) if tensor.numel() == self.num_envs else tensor
+        if tensor.shape != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},), got {tuple(torch.as_tensor(actions).shape)}")
+        bad = (tensor < 0) | (tensor >= self.env.vocab_size)
+        if bool(bad.any()):
+            raise ValueError(f"action {int(tensor[bad][0])} is out of range: token ids are 0..{self.env.vocab_size - 1}")
+        return tensor.long()
+
+    def advance(self, actions: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
+        """Append one token to every unfinished env. ``actions: (N,)`` long on the device.
+
+        Returns ``(rewards, terminated, truncated, final_infos)`` as NumPy arrays of shape ``(N,)``
+        and ``{env index: TextEnv-style final info}`` for the episodes that ended now. Finished envs
+        ignore their action and get reward 0 until they are reset.
+        """
+        active = ~self.finished  # (N,)
+        is_eos = (actions == self.eos_token_id) & active
+        position = (self.prompt_length + self.num_generated).clamp(max=self.input_ids.shape[1] - 1)
+        rows = self._rows[active]
+        self.input_ids[rows, position[active]] = actions[active]  # EOS is shown in the last observation
+        self.attention_mask[rows, position[active]] = 1
+        self.num_generated += (active & ~is_eos).long()
+        truncated = active & ~is_eos & (self.num_generated >= self.max_new_tokens)
+        done = is_eos | truncated
+        self.finished |= done
+        terminated_np, truncated_np = is_eos.cpu().numpy(), truncated.cpu().numpy()
+        done_np, active_np = terminated_np | truncated_np, active.cpu().numpy()
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        final_infos: dict[int, dict[str, Any]] = {}
+        ended = np.flatnonzero(done_np)
+        if len(ended):
+            final_infos = self._finish(ended)
+            for i in ended:
+                rewards[i] = final_infos[i]["score"] - (self._last_score[i] if self.env.reward_mode == "dense" else 0.0)
+        if self.env.reward_mode == "dense":
+            ongoing = np.flatnonzero(active_np & ~done_np)
+            if len(ongoing):
+                texts = self._texts(ongoing)
+                scores = self.env.reward_fn([self._prompt(self._sample_index[i])[1] for i in ongoing], texts,
+                                            [list(self.env.samples[self._sample_index[i]].references) for i in ongoing])
+                for i, score in zip(ongoing, scores):
+                    rewards[i], self._last_score[i] = float(score) - self._last_score[i], float(score)
+        return rewards, terminated_np, truncated_np, final_infos
+
+    def _texts(self, envs: Sequence[int]) -> list[str]:
+        start = self.prompt_length
+        counts = self.num_generated[list(envs)].tolist()
+        rows = self.input_ids[list(envs), start : start + max(counts, default=0)].tolist()
+        return [t.strip() for t in self.env.tokenizer.batch_decode(
+            [row[:c] for row, c in zip(rows, counts)], skip_special_tokens=True)]
+
+    def _finish(self, envs: np.ndarray) -> dict[int, dict[str, Any]]:
+        """Decode and score the episodes that just ended, in one batched reward call."""
+        texts = self._texts(envs)
+        reset_infos = [self._reset_info(i) for i in envs]
+        scores, metrics = score_episodes(self.env.reward_fn, self.env.metric_fns,
+                                         [r["prompt_text"] for r in reset_infos], texts,
+                                         [r["references"] for r in reset_infos])
+        counts = self.num_generated[list(envs)].tolist()
+        return {int(i): {**info, "generation": text, "num_tokens": count, "metrics": m, "score": score}
+                for i, info, text, count, m, score in zip(envs, reset_infos, texts, counts, metrics, scores)}
+
+    def observations(self, envs: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """The current observations as NumPy arrays, ``(N, L)`` (or the rows ``envs``)."""
+        ids, mask = self.input_ids, self.attention_mask
+        if envs is not None:
+            ids, mask = ids[list(envs)], mask[list(envs)]
+        return {"input_ids": ids.cpu().numpy(), "attention_mask": mask.cpu().numpy()}
+
+    # --- SB3 VecEnv interface ----------------------------------------------------------------
+    def reset(self):
+        for i in range(self.num_envs):
+            self.reset_infos[i] = self.reset_env(i, self._seeds[i], self._options[i] or None)
+        self._reset_seeds()
+        self._reset_options()
+        return self.observations()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = self.check_actions(actions)
+
+    def step_wait(self):
+        obs, rewards, terminated, truncated, infos = self.step_with_flags()
+        return obs, rewards, terminated | truncated, infos
+
+    def step_with_flags(self):
+        """The queued step, keeping terminated and truncated apart: ``(obs, rewards, term, trunc, infos)``."""
+        if self._actions is None:
+            raise RuntimeError("step_wait() called without step_async()")
+        if not self._started:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        rewards, terminated, truncated, final_infos = self.advance(self._actions)
+        self._actions = None
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if final_infos:
+            terminal = self.observations(list(final_infos))
+            for k, (i, info) in enumerate(final_infos.items()):
+                info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
+                info["TimeLimit.truncated"] = bool(truncated[i])
+                infos[i] = info
+                self.reset_infos[i] = self.reset_env(i)
+        return self.observations(), rewards, terminated, truncated, infos
+
+    def close(self) -> None:
+        self._prompt_cache.clear()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.env, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise AttributeError("TokenVecEnv envs share one configuration: make a new TokenVecEnv to change it")
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
+        return [getattr(self.env, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+class GymTokenVectorEnv(gym.vector.VectorEnv):
+    """The TokenVecEnv engine behind Gymnasium's ``VectorEnv`` API (auto-reset in the same step).
+
+    Finished episodes are reset within the step; their last observation and info are in
+    ``infos["final_obs"]`` / ``infos["final_info"]`` with the masks ``"_final_obs"`` / ``"_final_info"``.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(self, env: TextEnv, num_envs: int, device: str | torch.device = "auto") -> None:
+        self.engine = TokenVecEnv(env, num_envs, device)
+        self.num_envs = num_envs
+        self.single_observation_space = self.engine.observation_space
+        self.single_action_space = self.engine.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        seeds = list(seed) if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
+                                                                     for i in range(self.num_envs)]
+        infos = [self.engine.reset_env(i, seeds[i], options) for i in range(self.num_envs)]
+        return self.engine.observations(), {"reset_info": np.array(infos, dtype=object)}
+
+    def step(self, actions: Any):
+        self.engine.step_async(np.asarray(actions))
+        obs, rewards, terminated, truncated, infos = self.engine.step_with_flags()
+        dones = terminated | truncated
+        out: dict[str, Any] = {}
+        if dones.any():
+            out["final_obs"] = np.array([i.pop("terminal_observation", None) for i in infos], dtype=object)
+            out["final_info"] = np.array([i or None for i in infos], dtype=object)
+            out["_final_obs"] = out["_final_info"] = dones.copy()
+        return obs, rewards, terminated, truncated, out
+
+    def close(self, **kwargs: Any) -> None:
+        self.engine.close()
+
+
+def make_vec(env_id: str, num_envs: int = 8, device: str | torch.device = "auto", *,
+             api: str = "sb3", **kwargs: Any) -> TokenVecEnv | GymTokenVectorEnv:
+    """Build a batched env from any registered textgym id.
+
+    Args:
+        env_id: e.g. ``"textgym/SAMSum-v0"``.
+        num_envs: Parallel episodes.
+        device: Where the token tensors live (``"auto"``: CUDA when available).
+        api: ``"sb3"`` for SB3's VecEnv (what ``agents.PPO``/``A2C`` use), ``"gymnasium"`` for a
+            Gymnasium ``VectorEnv``.
+        **kwargs: The id's keyword arguments (``split``, ``data_dir``, ``reward``, ...).
+    """
+    env = gym.make(env_id, **kwargs).unwrapped
+    if api == "sb3":
+        return TokenVecEnv(env, num_envs, device)
+    if api == "gymnasium":
+        return GymTokenVectorEnv(env, num_envs, device)
+    raise ValueError(f"api must be 'sb3' or 'gymnasium', got {api!r}")
