@@ -1,0 +1,275 @@
+"""``run_training(config)``: one training run (PPO, A2C or supervised) with everything around it.
+
+Held-out evaluation before and after (metrics and sample generations), a progress bar,
+TensorBoard logs, a learning curve (``curve.jsonl``), periodic and final checkpoints (atomic
+folders, see :mod:`agents.checkpoints`) and a ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+import textgym
+from agents.checkpoints import check_checkpoint, read_meta, save_checkpoint
+from agents.config import TrainConfig, config_hash, to_dict
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: folders, held-out metrics before/after, timings."""
+
+    out_dir: Path
+    checkpoint: Path
+    before: dict[str, float] | None
+    after: dict[str, float] | None
+    wall_seconds: float
+    train_seconds: float
+    rollout_tokens_per_s: float | None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_threads(requested: int | None) -> int:
+    """CPU threads for torch: ``requested``, else the cores that are idle now (at least 1).
+
+    OpenMP threads that compete with other busy processes for the same cores slow a forward pass
+    down several times over (measured 5x on a loaded 2-core machine), so by default torch only
+    takes the cores the 1-minute load average leaves free.
+    """
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
+def env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Keyword arguments for ``gym.make`` from ``config.env`` (unset ones keep the id's preset)."""
+    kwargs = {k: getattr(config.env, k) for k in ("data_dir", "reward", "reward_mode", "max_prompt_length",
+                                                  "max_new_tokens")}
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def build_vec_env(config: TrainConfig, tokenizer: Any):
+    """The training env: ``num_envs`` batched episodes of the train split on the device."""
+    return textgym.make_vec(config.env.id, config.num_envs, device=config.device, split="train",
+                            tokenizer=tokenizer, **env_kwargs(config))
+
+
+def build_agent(config: TrainConfig, env: Any, model_name: str, tensorboard_log: str | None):
+    """agents.PPO or agents.A2C with the TransformerPolicy starting from ``model_name``."""
+    from agents import A2C, PPO
+
+    algo_cls = PPO if config.algo == "ppo" else A2C
+    kwargs = to_dict(config)[config.algo]
+    policy_kwargs = dict(model_name=model_name, **to_dict(config)["policy"])
+    return algo_cls("TransformerPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
+                    tensorboard_log=tensorboard_log, verbose=0, **kwargs)
+
+
+class RunMonitor(BaseCallback):
+    """Learning curve (``curve.jsonl``), rollout timing and periodic checkpoints."""
+
+    def __init__(self, out: Path, config: TrainConfig, save: Callable[[Path], None]) -> None:
+        super().__init__()
+        self.out, self.config, self.save = out, config, save
+        self.rollout_seconds = 0.0
+        self.rollout_tokens = 0
+        self.next_checkpoint = config.checkpoint.every or None
+        self.start = time.perf_counter()
+        self._t0 = 0.0
+        self._steps0 = 0
+
+    def _on_rollout_start(self) -> None:
+        self._t0, self._steps0 = time.perf_counter(), self.model.num_timesteps
+
+    def _on_rollout_end(self) -> None:
+        self.rollout_seconds += time.perf_counter() - self._t0
+        self.rollout_tokens += self.model.num_timesteps - self._steps0
+        model = self.model
+        point: dict[str, Any] = {"timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - self.start}
+        if model.ep_info_buffer:
+            point["ep_rew_mean"] = float(np.mean([e["r"] for e in model.ep_info_buffer]))
+            point["ep_len_mean"] = float(np.mean([e["l"] for e in model.ep_info_buffer]))
+        for name, values in getattr(model, "metric_buffer", {}).items():
+            if values:
+                point[name] = float(np.mean(values))
+        point["kl_coef"] = float(getattr(model, "kl_coef", 0.0))
+        with open(self.out / "curve.jsonl", "a") as handle:
+            handle.write(json.dumps(point) + "\n")
+        if self.next_checkpoint is not None and model.num_timesteps >= self.next_checkpoint:
+            self.save(self.out / "checkpoints" / f"step_{model.num_timesteps:08d}")
+            self._prune()
+            while self.next_checkpoint <= model.num_timesteps:
+                self.next_checkpoint += self.config.checkpoint.every
+
+    def _prune(self) -> None:
+        folders = sorted((self.out / "checkpoints").glob("step_*"))
+        for old in folders[: max(0, len(folders) - self.config.checkpoint.keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _on_step(self) -> bool:
+        return True
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.rollout_tokens / self.rollout_seconds if self.rollout_seconds > 0 else None
+
+
+def held_out_eval(config: TrainConfig, model: Any, tokenizer: Any) -> Any:
+    """Greedy evaluation on ``config.eval.split`` (first ``config.eval.n`` items)."""
+    from textgym.evaluation import evaluate
+
+    return evaluate(config.env.id, model, split=config.eval.split, n=config.eval.n, batch_size=config.eval.batch_size,
+                    device=config.device, seed=config.seed, progress=config.progress_bar, tokenizer=tokenizer,
+                    **env_kwargs(config))
+
+
+def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
+    """Train as ``config`` says; write checkpoints, logs and ``summary.json`` under ``config.run_dir()``.
+
+    Raises:
+        ValueError: Unknown env id, or an inconsistent configuration.
+        FileNotFoundError: ``config.init`` is not a checkpoint folder.
+    """
+    start = time.perf_counter()
+    if config.env.id not in gym.registry:
+        known = [e.env_id for e in textgym.ENVS]
+        raise ValueError(f"unknown env id {config.env.id!r}; registered textgym ids: {known}")
+    init = str(check_checkpoint(config.init)) if config.init else None
+    out = config.run_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "curve.jsonl").unlink(missing_ok=True)
+    (out / "train_config.json").write_text(json.dumps(to_dict(config), indent=2))
+    threads = choose_threads(config.threads)
+    th.set_num_threads(threads)
+    from textgym.models import load_tokenizer
+
+    start_model = init or config.model
+    tokenizer = load_tokenizer(start_model)
+    log(f"textgym train: {config.algo} on {config.env.id}, model {start_model}, seed {config.seed}, "
+        f"{threads} CPU thread(s), output {out}")
+    writer = _summary_writer(out, config)
+    before = held_out_eval(config, start_model, tokenizer) if config.eval.before else None
+    meta = {"algo": config.algo, "env": config.env.id, "seed": config.seed, "config_hash": config_hash(config),
+            "base_model": read_meta(init).get("base_model", config.model) if init else config.model,
+            "init": init, "textgym_version": textgym.__version__}
+    train_start = time.perf_counter()
+    if config.algo == "sft":
+        lm, stats, tokens_per_s = _run_sft(config, start_model, tokenizer, writer, out, meta)
+    else:
+        lm, stats, tokens_per_s = _run_rl(config, start_model, tokenizer, out, meta)
+    train_seconds = time.perf_counter() - train_start
+    after = held_out_eval(config, lm, tokenizer) if config.eval.after else None
+    result = TrainResult(out, out / "final", before and before.metrics, after and after.metrics,
+                         time.perf_counter() - start, train_seconds, tokens_per_s, stats)
+    _log_eval(writer, result)
+    _write_summary(config, result, before, after)
+    report(result, before, after, config.eval.show, log)
+    return result
+
+
+def _summary_writer(out: Path, config: TrainConfig):
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ImportError("TensorBoard logs need the tensorboard package: pip install tensorboard "
+                          "(or set tensorboard: false)") from exc
+    return SummaryWriter(str(out / "tb" / "run"))
+
+
+def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any, out: Path, meta: dict):
+    from agents.sft import train_sft
+    from textgym.evaluation import resolve_device
+    from textgym.models import load_causal_lm
+
+    env = gym.make(config.env.id, split="train", tokenizer=tokenizer, **env_kwargs(config)).unwrapped
+    lm = load_causal_lm(start_model).to(resolve_device(config.device))
+    log = (lambda tag, value, step: writer.add_scalar(tag, value, step)) if writer else None
+    stats = train_sft(lm, env, config.sft, seed=config.seed, progress=config.progress_bar, log=log)
+    save_checkpoint(out / "final", lm, tokenizer, {**meta, "sft": stats})
+    return lm, stats, None
+
+
+def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, meta: dict):
+    env = build_vec_env(config, tokenizer)
+    agent = build_agent(config, env, start_model, str(out / "tb") if config.tensorboard else None)
+
+    def save(folder: Path) -> None:
+        save_checkpoint(folder, agent.policy.lm, tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},
+                        agent if config.checkpoint.save_agent else None)
+
+    monitor = RunMonitor(out, config, save)
+    agent.learn(config.total_timesteps, callback=monitor, progress_bar=config.progress_bar,
+                tb_log_name=config.algo)
+    save(out / "final")
+    stats = {"timesteps": int(agent.num_timesteps), "rollout_tokens": monitor.rollout_tokens,
+             "rollout_seconds": monitor.rollout_seconds, "kl_coef": float(agent.kl_coef),
+             "fast_path": bool(getattr(agent, "uses_fast_path", lambda: False)())}
+    env.close()
+    return agent.policy.lm, stats, monitor.tokens_per_s
+
+
+def _log_eval(writer: Any, result: TrainResult) -> None:
+    if writer is None:
+        return
+    for step, metrics in ((0, result.before), (1, result.after)):
+        for name, value in (metrics or {}).items():
+            writer.add_scalar(f"eval/{name}", value, step)
+    writer.close()
+
+
+def _write_summary(config: TrainConfig, result: TrainResult, before: Any, after: Any) -> None:
+    def samples(evaluation: Any) -> list[dict[str, Any]]:
+        return [] if evaluation is None else [
+            {k: r[k] for k in ("sample_id", "source", "prompt_text", "generation", "references", "score")} for r in evaluation.records]
+
+    summary = {"config": to_dict(config), "config_hash": config_hash(config), "checkpoint": str(result.checkpoint),
+               "before": result.before, "after": result.after, "wall_seconds": result.wall_seconds,
+               "train_seconds": result.train_seconds, "rollout_tokens_per_s": result.rollout_tokens_per_s,
+               "stats": result.stats, "samples_before": samples(before), "samples_after": samples(after)}
+    tmp = result.out_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    tmp.replace(result.out_dir / "summary.json")
+
+
+def report(result: TrainResult, before: Any, after: Any, show: int, log: Log = print) -> None:
+    """Print the before/after metrics table and a few sample generations."""
+    from textgym.cli import format_table
+
+    names = list((result.after or result.before or {}).keys())
+    rows = [["metric", "before", "after", "change"]]
+    for name in names:
+        b, a = (result.before or {}).get(name), (result.after or {}).get(name)
+        rows.append([name, _fmt(b), _fmt(a), _fmt(a - b) if a is not None and b is not None else ""])
+    log("\nheld-out metrics:\n" + format_table(rows))
+    if before is not None or after is not None:
+        log("\nsamples:")
+        records = (after or before).records
+        for k, record in enumerate(records[:show]):
+            log(f"  prompt:    {record['source'][:160]!r}")
+            if before is not None:
+                log(f"  before:    {before.records[k]['generation']!r}")
+            if after is not None:
+                log(f"  after:     {after.records[k]['generation']!r}")
+            log(f"  reference: {record['references'][0]!r}\n")
+    speed = f", rollout {result.rollout_tokens_per_s:.1f} tokens/s" if result.rollout_tokens_per_s else ""
+    log(f"checkpoint: {result.checkpoint}  (train {result.train_seconds:.0f} s, total {result.wall_seconds:.0f} s{speed})")
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

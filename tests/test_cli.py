@@ -1,0 +1,125 @@
+"""The textgym command line with tiny models: train -> checkpoint -> eval, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tiny import tiny_llama_config, tiny_tokenizer
+
+from textgym.cli import main
+
+FAST = ["--threads", "1", "--no-progress", "--set", "eval.n=4", "--set", "eval.batch_size=4",
+        "--set", "env.max_new_tokens=6"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A randomly initialised tiny llama + word-level tokenizer, saved like any Hugging Face model folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    cfg = tiny_llama_config(len(tok), max_position_embeddings=128)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "sft"
+    rc = main(["train", "--algo", "sft", "--model", tiny_model, "--out", str(out), "--seed", "1",
+               "--set", "sft.epochs=0.5", "--set", "sft.learning_rate=0.001", *FAST])
+    assert rc == 0
+    return out
+
+
+def test_sft_writes_a_loadable_checkpoint_and_learns(sft_run, tiny_model):
+    final = sft_run / "final"
+    assert (final / "config.json").is_file() and (final / "tokenizer.json").is_file()
+    meta = json.loads((final / "textgym_checkpoint.json").read_text())
+    assert meta["algo"] == "sft" and meta["base_model"] == tiny_model and meta["seed"] == 1
+    assert meta["sft"]["final_loss"] < meta["sft"]["first_loss"]  # a high learning rate on a tiny model
+    summary = json.loads((sft_run / "summary.json").read_text())
+    assert set(summary["before"]) >= {"bleu", "rougeL", "distinct_1", "distinct_2", "mean_tokens"}
+    assert len(summary["samples_after"]) == 4
+    assert list((sft_run / "tb").rglob("events.out.tfevents.*"))
+    assert not [p for p in sft_run.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_ppo_from_sft_then_eval_checkpoint(sft_run, tiny_model, tmp_path, capsys):
+    out = tmp_path / "ppo"
+    rc = main(["train", "--init", str(sft_run / "final"), "--total-timesteps", "48", "--num-envs", "4",
+               "--out", str(out), "--set", "ppo.n_steps=4", "--set", "ppo.batch_size=8",
+               "--set", "checkpoint.every=16", "--set", "checkpoint.keep=1", *FAST])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "held-out metrics" in printed and "before" in printed and "reference:" in printed
+    meta = json.loads((out / "final" / "textgym_checkpoint.json").read_text())
+    assert meta["base_model"] == tiny_model and meta["init"] == str(sft_run / "final") and meta["timesteps"] >= 48
+    assert (out / "final" / "agent.zip").is_file()
+    assert len(list((out / "checkpoints").iterdir())) == 1  # periodic checkpoints, only the last kept
+    curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert curve and curve[-1]["timesteps"] >= 48 and "ep_rew_mean" in curve[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rollout_tokens_per_s"] > 0 and summary["stats"]["timesteps"] >= 48
+
+    report = tmp_path / "eval.json"
+    rc = main(["eval", "--checkpoint", str(out / "final"), "--n", "3", "--batch-size", "3",
+               "--max-new-tokens", "6", "--out", str(report)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "perplexity" in printed and f"base model {tiny_model}" in printed
+    payload = json.loads(report.read_text())
+    assert payload["base_model"] == tiny_model and len(payload["records"]) == 3
+    assert set(payload["metrics"]) >= {"bleu", "rouge1", "rouge2", "rougeL", "mean_tokens", "distinct_1",
+                                       "distinct_2", "perplexity"}
+
+
+def test_a2c_runs_with_a_config_file_and_flags_override(tiny_model, tmp_path):
+    config = tmp_path / "a2c.yaml"
+    config.write_text("algo: a2c\nnum_envs: 2\ntotal_timesteps: 1000\na2c:\n  n_steps: 4\n"
+                      "eval:\n  before: false\ncheckpoint:\n  save_agent: false\n")
+    out = tmp_path / "a2c"
+    rc = main(["train", "--config", str(config), "--model", tiny_model, "--total-timesteps", "16", "--out", str(out),
+               *FAST])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["algo"] == "a2c" and summary["config"]["total_timesteps"] == 16  # flag beat the file
+    assert summary["before"] is None and summary["after"] is not None
+    assert not (out / "final" / "agent.zip").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--env", "textgym/Nope-v0"], "unknown env id 'textgym/Nope-v0'; registered textgym ids"),
+    (["train", "--init", "/no/such/checkpoint"], "checkpoint folder /no/such/checkpoint does not exist"),
+    (["train", "--set", "ppo.learning_rat=1"], r"unknown config key(s) ['ppo.learning_rat']"),
+    (["train", "--set", "num_envs=many"], "num_envs: expected int, got 'many'"),
+    (["train", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist"),
+    (["eval", "--checkpoint", "/no/such/ckpt"], "checkpoint /no/such/ckpt does not exist"),
+    (["eval", "--env", "textgym/Nope-v0"], "unknown env id"),
+])
+def test_bad_input_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_checkpoint_that_is_a_run_folder_points_to_final(sft_run, capsys):
+    assert main(["eval", "--checkpoint", str(sft_run)]) == 2
+    err = capsys.readouterr().err
+    assert "not a model checkpoint" in err and str(sft_run / "final") in err
+
+
+def test_argparse_rejects_model_and_checkpoint_together(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "a", "--checkpoint", "b"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_import_textgym_does_not_import_agents():
+    code = "import sys, textgym, textgym.cli; textgym.cli.build_parser(); print('agents' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

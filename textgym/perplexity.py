@@ -1,0 +1,66 @@
+"""Perplexity of generated texts under a (base) language model, conditioned on their prompts.
+
+A fluency check for fine-tuned policies: reward hacking shows up as outputs the base model finds
+improbable. Computed on text, so the judged model may use a different tokenizer than the policy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+
+def generation_perplexity(
+    lm: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    generations: Sequence[str],
+    *,
+    batch_size: int = 16,
+) -> dict[str, float]:
+    """Corpus perplexity ``exp(total NLL / total tokens)`` of ``generations`` given ``prompts``.
+
+    Each text is tokenized as ``prompt + generation`` and only the generation's tokens are scored
+    (the prompt is context). Empty generations contribute no tokens.
+
+    Args:
+        lm: A Hugging Face causal LM (already on its device).
+        tokenizer: The tokenizer of ``lm``.
+        prompts: Prompt texts as the model saw them (``info["prompt_text"]``).
+        generations: The generated texts.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        ``{"perplexity": ..., "nll_per_token": ..., "scored_tokens": ...}`` (NaN when nothing was scored).
+    """
+    import torch
+
+    if len(prompts) != len(generations):
+        raise ValueError(f"got {len(prompts)} prompts but {len(generations)} generations")
+    pairs = []
+    for prompt, text in zip(prompts, generations):
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full = tokenizer(prompt + text, add_special_tokens=False)["input_ids"] if text else p_ids
+        if len(full) > len(p_ids):
+            pairs.append((full, len(p_ids)))
+    total, count = 0.0, 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(lm.parameters()).device
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (tokens, n_prompt) in enumerate(chunk):  # right padding: positions start at 0
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+            labels[row, n_prompt : len(tokens)] = torch.tensor(tokens[n_prompt:])
+        with torch.no_grad():
+            logits = lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
+        target = labels[:, 1:].to(device)
+        total += float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), target.flatten(),
+                                                         ignore_index=-100, reduction="sum"))
+        count += int((target != -100).sum())
+    nll = total / count if count else float("nan")
+    return {"perplexity": math.exp(nll) if count else float("nan"), "nll_per_token": nll, "scored_tokens": float(count)}
