@@ -181,9 +181,9 @@ def _learned(attr: str) -> Callable[[str], RewardFn]:
     """A prefix factory that imports :mod:`textgym.rewards.learned` (torch) only when used."""
 
     def factory(arg: str) -> RewardFn:
-        from textgym.rewards import learned
+        from textgym.rewards import learned, reward_model
 
-        return getattr(learned, attr)(arg)
+        return getattr(reward_model if attr == "load_reward_model" else learned, attr)(arg)
 
     factory.__name__ = f"learned_{attr}"
     return factory

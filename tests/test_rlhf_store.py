@@ -1,0 +1,148 @@
+"""The preference store, the HTTP API of the labelling server, train-rm and the rlhf CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from textgym.cli import main
+from textgym.rlhf.collect import make_server
+from textgym.rlhf.store import PreferenceStore, pair_id
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return PreferenceStore(tmp_path / "prefs.sqlite")
+
+
+def test_wal_schema_and_idempotent_pairs(store):
+    con = sqlite3.connect(store.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    ids = store.add_pairs([("p", "a1", "b1"), ("p", "a2", "b2"), ("p", "a1", "b1")], source="t",
+                          metas=[{"k": 1}, {}, {}])
+    assert ids[0] == ids[2] == pair_id("p", "a1", "b1") and len(store.pairs()) == 2
+    assert store.pairs()[0].meta == {"k": 1} and store.pairs()[0].source == "t"
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM pairs")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("UPDATE pairs SET a = 'x'")
+    with pytest.raises(TypeError, match="pair 0: a must be a str"):
+        store.add_pair("p", None, "b")
+
+
+def test_answers_are_committed_once_per_pair_and_annotator(store):
+    first, second = store.add_pairs([("p1", "a", "b"), ("p2", "c", "d")])
+    assert [p.pair_id for p in store.pending()] == [first, second]
+    assert store.answer(first, "B") is True
+    assert store.answer(first, "B") is False and store.answer(first, "A") is False  # no double count
+    assert store.answer(first, "A", annotator="bob") is True  # another person may answer too
+    # A second connection (another process) sees the answers at once.
+    rows = sqlite3.connect(store.path).execute("SELECT pair_id, annotator, choice FROM answers").fetchall()
+    assert sorted(rows) == sorted([(first, "default", "B"), (first, "bob", "A")])
+    assert [p.pair_id for p in store.pending()] == [second]
+    assert store.progress() == {"total": 2, "answered": 1, "pending": 1, "A": 0, "B": 1, "tie": 0, "skip": 0}
+    store.answer(second, "tie")
+    prefs = store.preferences()
+    assert [(p.chosen, p.rejected, p.tie) for p in prefs] == [("b", "a", False), ("a", "b", False), ("c", "d", True)]
+    assert len(store.preferences(include_ties=False)) == 2
+    with pytest.raises(ValueError, match="choice must be one of"):
+        store.answer(first, "C")
+    with pytest.raises(ValueError, match="no pair with id"):
+        store.answer("nope", "A")
+
+
+def test_skip_is_stored_but_not_trained_on(store):
+    pid = store.add_pair("p", "a", "b")
+    store.answer(pid, "skip")
+    assert store.pending() == [] and store.preferences() == [] and store.progress()["skip"] == 1
+
+
+def test_import_jsonl_is_idempotent_and_checks_lines(store, tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    rows = [{"prompt": "p", "chosen": "good", "rejected": "bad"}, {"prompt": "q", "chosen": "x", "rejected": "y"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    assert store.import_jsonl(path) == (2, 2)
+    assert store.import_jsonl(path) == (2, 0)
+    assert [(p.chosen, p.rejected) for p in store.preferences()] == [("good", "bad"), ("x", "y")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "c"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: .*\['rejected'\]"):
+        store.import_jsonl(bad)
+    bad.write_text("not json\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1: not JSON"):
+        store.import_jsonl(bad)
+
+
+def _request(base, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, dict(resp.headers), json.loads(resp.read()) if resp.headers.get_content_type() == \
+            "application/json" else resp.read().decode()
+
+
+def test_http_api_serves_pages_and_records_answers(store):
+    first, second = store.add_pairs([("p1", "<b>a</b>", "b"), ("p2", "c", "d")], metas=[{"display": "P1"}, {}])
+    server = make_server(store)
+    assert server.server_address[0] == "127.0.0.1"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        status, headers, page = _request(base, "/")
+        assert status == 200 and "Which answer is better?" in page and "script-src 'self'" in headers[
+            "Content-Security-Policy"]
+        for name in ("page.js", "page.css"):
+            assert _request(base, f"/static/{name}")[0] == 200
+        state = _request(base, "/api/next")[2]
+        assert state["pair"]["pair_id"] == first and state["pair"]["a"] == "<b>a</b>"
+        assert state["pair"]["display"] == "P1" and state["progress"]["pending"] == 2
+        out = _request(base, "/api/answer", {"pair_id": first, "choice": "A"})[2]
+        assert out["stored"] is True and out["pair"]["pair_id"] == second
+        assert _request(base, "/api/answer", {"pair_id": first, "choice": "B"})[2]["stored"] is False
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _request(base, "/api/answer", {"pair_id": second, "choice": "maybe"})
+        assert err.value.code == 400
+        with pytest.raises(urllib.error.HTTPError):
+            _request(base, "/api/../../etc/passwd")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert store.answers() == [(first, "default", "A")]
+    with pytest.raises(ValueError, match="127.0.0.1 only"):
+        make_server(store, host="0.0.0.0")
+
+
+def test_cli_import_and_train_rm_end_to_end(tmp_path, capsys, monkeypatch):
+    """`textgym rlhf import` then `train-rm` with a tiny encoder folder; the result is a reward."""
+    transformers = pytest.importorskip("transformers")
+    from textgym.rewards import make_reward
+    from textgym.rewards.learned import resolve_encoder_path
+
+    tok = transformers.AutoTokenizer.from_pretrained(resolve_encoder_path("minilm"))
+    config = transformers.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(tmp_path / "enc")
+    tok.save_pretrained(tmp_path / "enc")
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"say {i}", "chosen": f"great {i}", "rejected": f"awful {i}"}) + "\n"
+                            for i in range(20)))
+    db = str(tmp_path / "prefs.sqlite")
+    assert main(["rlhf", "import", str(path), "--db", db]) == 0
+    assert "20 new answers" in capsys.readouterr().out
+    out = str(tmp_path / "rm")
+    assert main(["rlhf", "train-rm", "--db", db, "--out", out, "--encoder", str(tmp_path / "enc"),
+                 "--max-length", "16", "--n-epochs", "30", "--heldout", "0.25", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "heldout_pairwise_accuracy" in text and "n_heldout                                5" in text
+    meta = json.loads((tmp_path / "rm" / "reward_model.json").read_text())
+    assert meta["output"] == "score" and meta["metrics"]["n_train"] == 15
+    reward = make_reward(f"rm:{out}")
+    assert len(reward(["say 1"] * 2, ["great 1", "awful 1"], [["r"]] * 2)) == 2
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["rlhf", "train-rm", "--db", str(tmp_path / "new.sqlite"), "--out", out]) == 2
+    assert "no preferences to train on" in capsys.readouterr().err
