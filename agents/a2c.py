@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import torch as th
 from stable_baselines3 import A2C as SB3A2C
+from stable_baselines3.common.utils import explained_variance
 
 from agents.base import TextAlgorithmMixin
+from agents.buffers import EpisodeBatch
+from agents.losses import a2c_loss
 from agents.policies import TransformerPolicy
+from agents.rollout import evaluate_episodes
 
 
 class A2C(TextAlgorithmMixin, SB3A2C):
@@ -41,3 +46,27 @@ class A2C(TextAlgorithmMixin, SB3A2C):
         self._init_text(kl_coef, kl_target, kl_horizon)
         super().__init__(policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma,
                          use_rms_prop=use_rms_prop, **kwargs)
+
+    def train_episodes(self, batch: EpisodeBatch) -> None:
+        """One A2C gradient step over all episodes (one teacher-forced forward)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        rows = th.arange(batch.num_episodes, device=batch.tokens.device)
+        log_probs, values, entropy = evaluate_episodes(self.policy, batch, rows)
+        parts = a2c_loss(log_probs.float(), batch.advantages, values.float(), batch.returns, entropy.float(),
+                         batch.step_mask, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
+                         normalize_advantage=self.normalize_advantage)
+        self.policy.optimizer.zero_grad()
+        parts.loss.backward()
+        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+        self.policy.entropy_sum -= float(parts.entropy_loss.detach()) * batch.num_steps
+        self.policy.entropy_count += batch.num_steps
+        self._n_updates += 1
+        mask = batch.step_mask
+        self.logger.record("train/explained_variance",
+                           explained_variance(batch.values[mask].cpu().numpy(), batch.returns[mask].cpu().numpy()))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/policy_loss", float(parts.policy_loss.detach()))
+        self.logger.record("train/value_loss", float(parts.value_loss.detach()))
+        self.logger.record("train/entropy_loss", float(parts.entropy_loss.detach()))

@@ -13,9 +13,37 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.utils import obs_as_tensor
 
-from agents.buffers import KLPenaltyRolloutBuffer
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from agents.buffers import EpisodeBatch, KLPenaltyRolloutBuffer, compute_gae
 from agents.kl import make_kl_controller
 from agents.policies import TransformerPolicy
+from agents.rollout import evaluate_episodes, generate_episodes, reference_log_probs
+from textgym.vector import TokenVecEnv
+
+
+class LengthLimitIsTerminal(VecEnvWrapper):
+    """Tell SB3 not to bootstrap a value when a text reaches ``max_new_tokens``.
+
+    The score of the whole text is paid at that step, so nothing is left to earn after it;
+    bootstrapping ``V(final text)`` on top would count the score twice and reward running long.
+    """
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            if info.get("TimeLimit.truncated"):
+                info["TimeLimit.truncated"] = False
+        return obs, rewards, dones, infos
+
+
+def _is_text_env(env: Any) -> bool:
+    space = getattr(env, "observation_space", None)
+    return hasattr(space, "spaces") and "input_ids" in space.spaces
 
 
 class KLStats:
@@ -52,6 +80,11 @@ class TextAlgorithmMixin:
 
     policy: Any
     reference: th.nn.Module | None = None
+    episode_batch: EpisodeBatch | None = None
+
+    def train_episodes(self, batch: EpisodeBatch) -> None:
+        """The algorithm's update on episode-packed data (PPO and A2C define it)."""
+        raise NotImplementedError
 
     def _init_text(self, kl_coef: float, kl_target: float | None, kl_horizon: int) -> None:
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
@@ -63,6 +96,17 @@ class TextAlgorithmMixin:
 
     def _is_text_policy(self) -> bool:
         return isinstance(self.policy_class, type) and issubclass(self.policy_class, TransformerPolicy)
+
+    @staticmethod
+    def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        if isinstance(env, TokenVecEnv):
+            return env  # it already reports episodes and never bootstraps on length
+        env = BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+        return LengthLimitIsTerminal(env) if _is_text_env(env) else env
+
+    def uses_fast_path(self) -> bool:
+        """Whole-episode KV-cache rollouts and one-pass updates: a TokenVecEnv and a TransformerPolicy."""
+        return self._is_text_policy() and isinstance(getattr(self, "env", None), TokenVecEnv)
 
     def _setup_model(self) -> None:
         if self._is_text_policy() and self.rollout_buffer_class is None:
@@ -83,6 +127,61 @@ class TextAlgorithmMixin:
         self.kl_stats.add(kl, episode_start)
         return (self.kl_coef * kl).astype(np.float32)
 
+    def collect_rollouts(self, env: Any, callback: Any, rollout_buffer: Any, n_rollout_steps: int) -> bool:
+        if not self.uses_fast_path():
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+        self.policy.set_training_mode(False)
+        callback.on_rollout_start()
+        batches: list[EpisodeBatch] = []
+        collected = 0
+        while collected < n_rollout_steps * env.num_envs:  # whole episodes, at least n_steps per env
+            batch = generate_episodes(self.policy, env)
+            batches.append(batch)
+            collected += batch.num_steps
+            self.num_timesteps += batch.num_steps
+            self._update_info_buffer(batch.infos)
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+        self.episode_batch = self._prepare_episodes(batches)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    @th.no_grad()
+    def _prepare_episodes(self, batches: list[EpisodeBatch]) -> EpisodeBatch:
+        """Old log-probs and values, reference log-probs, KL-penalised rewards and GAE, per episode batch."""
+        batch = EpisodeBatch(*(th.cat([getattr(b, f) for b in batches]) for f in
+                               ("prompt_ids", "prompt_mask", "tokens", "step_mask", "env_rewards")),
+                             infos=[i for b in batches for i in b.infos])
+        log_probs, values, refs = [], [], []
+        for rows in self.episode_minibatches(batch, shuffle=False):
+            lp, v, _ = evaluate_episodes(self.policy, batch, rows)
+            log_probs.append(lp.float())
+            values.append(v.float())
+            refs.append(reference_log_probs(self.policy, self.reference, batch, rows).float())
+        batch.log_probs, batch.values, batch.ref_log_probs = th.cat(log_probs), th.cat(values), th.cat(refs)
+        mask = batch.step_mask.float()
+        kl = (batch.log_probs - batch.ref_log_probs) * mask  # (E, T)
+        batch.rewards = batch.env_rewards - self.kl_coef * kl
+        batch.advantages, batch.returns = compute_gae(batch.rewards, batch.values, batch.step_mask,
+                                                      self.gamma, getattr(self, "gae_lambda", 1.0))
+        self.kl_stats.tokens.extend(kl[batch.step_mask].tolist())
+        self.kl_stats.episodes.extend(kl.sum(-1).tolist())
+        for episode_return, length in zip(batch.env_rewards.sum(-1).tolist(), batch.step_mask.sum(-1).tolist()):
+            self.ep_info_buffer.extend([{"r": episode_return, "l": length}])
+        return batch
+
+    def episode_minibatches(self, batch: EpisodeBatch, shuffle: bool = True, size: int | None = None):
+        """Row indices of episode minibatches holding about ``batch_size`` steps each."""
+        if size is None:
+            steps_per_episode = max(1.0, batch.num_steps / batch.num_episodes)
+            size = max(1, round(getattr(self, "batch_size", batch.num_steps) / steps_per_episode))
+        order = th.randperm(batch.num_episodes, device=batch.tokens.device) if shuffle else \
+            th.arange(batch.num_episodes, device=batch.tokens.device)
+        for start in range(0, batch.num_episodes, size):
+            yield order[start : start + size]
+
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         super()._update_info_buffer(infos, dones)  # type: ignore[misc]
         for info in infos:
@@ -101,7 +200,10 @@ class TextAlgorithmMixin:
         for name, values in self.metric_buffer.items():
             if values:
                 self.logger.record(f"rollout/{name}", float(np.mean(values)))
-        super().train()  # type: ignore[misc]
+        if self.uses_fast_path():
+            self.train_episodes(self.episode_batch)
+        else:
+            super().train()  # type: ignore[misc]
         if self._is_text_policy():
             entropy = self.policy.pop_mean_entropy()
             if entropy is not None:
@@ -109,7 +211,7 @@ class TextAlgorithmMixin:
             self.logger.record("train/skipped_updates", self.policy.skipped_updates)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "reference", "kl_stats", "metric_buffer"]  # type: ignore[misc]
+        return [*super()._excluded_save_params(), "reference", "kl_stats", "metric_buffer", "episode_batch"]  # type: ignore[misc]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()  # type: ignore[misc]
