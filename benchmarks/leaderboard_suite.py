@@ -1,0 +1,152 @@
+"""Leaderboard suites: a YAML file of tasks x methods x seeds, checked, expanded into jobs of runs.
+
+Suite file keys (unknown keys are errors)::
+
+    name: quick
+    description: ...
+    model: smollm2-135m          # base model of every method
+    seeds: [0, 1]
+    methods: [zero-shot, sft, ppo, a2c, sft+ppo]
+    test: {split: test, n: 28, batch_size: 16}   # the evaluation protocol of every run
+    train: {...}                 # agents.config.TrainConfig fields shared by every method
+    method_overrides: {ppo: {...}, sft+ppo: {...}}
+    tasks:
+      - env: textgym/Generation-v0
+        env_kwargs: {max_new_tokens: 16}         # EnvConfig fields besides the id
+        train: {...}                             # per-task TrainConfig fields (optional)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+HERE = Path(__file__).resolve().parent
+METHODS = ("zero-shot", "sft", "ppo", "a2c", "sft+ppo")
+ALGO_OF = {"zero-shot": "ppo", "sft": "sft", "ppo": "ppo", "a2c": "a2c", "sft+ppo": "ppo"}
+
+
+@dataclass
+class RunSpec:
+    """One run: a method on a task with a seed, and its full TrainConfig as a dict."""
+
+    suite: str
+    task: str
+    method: str
+    seed: int
+    config: dict[str, Any]
+    record: bool = True  # False: a helper run (the sft start of sft+ppo when sft was not asked for)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.task.split('/')[-1]}__{self.method}__seed{self.seed}"
+
+
+@dataclass
+class Job:
+    """Runs that execute in order on one worker (sft then sft+ppo share a checkpoint)."""
+
+    runs: list[RunSpec]
+
+    @property
+    def name(self) -> str:
+        return " + ".join(r.run_name for r in self.runs)
+
+
+@dataclass
+class Task:
+    env: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    tasks: list[Task]
+    description: str = ""
+    model: str = "smollm2-135m"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    test: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _keys(data: Any, cls: type, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {data!r}")
+    allowed = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    return data
+
+
+def load_suite(spec: str | Path) -> Suite:
+    """A suite by name (``benchmarks/configs/<name>.yaml``) or path; every run's config is validated."""
+    import yaml
+
+    path = Path(spec)
+    if not path.suffix:
+        path = HERE / "configs" / f"{spec}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (HERE / "configs").glob("*.yaml"))
+        raise FileNotFoundError(f"suite {spec!r} not found (no {path}); suites: {names}")
+    data = _keys(yaml.safe_load(path.read_text()) or {}, Suite, str(path))
+    if "name" not in data or "tasks" not in data:
+        raise ValueError(f"{path}: a suite needs 'name' and 'tasks'")
+    if not isinstance(data["tasks"], list) or not data["tasks"]:
+        raise ValueError(f"{path}: tasks must be a non-empty list")
+    tasks = [Task(**_keys(t, Task, f"{path}: tasks[{i}]")) for i, t in enumerate(data.pop("tasks"))]
+    suite = Suite(tasks=tasks, **data)
+    bad = sorted(set(suite.methods) - set(METHODS)) + sorted(set(suite.method_overrides) - set(METHODS))
+    if bad:
+        raise ValueError(f"{path}: unknown method(s) {bad}; methods: {list(METHODS)}")
+    plan(suite)  # builds every TrainConfig: unknown or mistyped keys fail now, not an hour in
+    return suite
+
+
+def run_config(suite: Suite, task: Task, method: str, seed: int) -> dict[str, Any]:
+    """The TrainConfig (as a checked dict) of one run."""
+    from agents.config import TrainConfig, from_dict, merge, to_dict
+
+    test = {"split": "test", "n": None, "batch_size": 16, **suite.test}
+    data = merge(suite.train, task.train)
+    data = merge(data, suite.method_overrides.get(method, {}))
+    data = merge(data, {"env": {"id": task.env, **task.env_kwargs}, "model": suite.model, "seed": seed,
+                        "algo": ALGO_OF[method], "progress_bar": False,
+                        "eval": {**test, "before": False, "after": method != "zero-shot", "show": 0},
+                        "checkpoint": {"every": 0, "save_agent": False}})
+    try:
+        return to_dict(from_dict(TrainConfig, data))
+    except ValueError as exc:
+        raise ValueError(f"suite {suite.name}, task {task.env}, method {method}: {exc}") from exc
+
+
+def plan(suite: Suite, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+         seeds: Sequence[int] | None = None) -> list[Job]:
+    """Expand a suite into jobs; ``sft+ppo`` joins its task/seed's ``sft`` run (added if filtered out)."""
+    chosen = [m for m in suite.methods if not methods or m in methods]
+    if methods and set(methods) - set(suite.methods):
+        raise ValueError(f"methods {sorted(set(methods) - set(suite.methods))} are not in suite {suite.name}")
+    known = [t.env for t in suite.tasks]
+    if tasks and set(tasks) - set(known):
+        raise ValueError(f"tasks {sorted(set(tasks) - set(known))} are not in suite {suite.name}: {known}")
+    jobs = []
+    for task in suite.tasks:
+        if tasks and task.env not in tasks:
+            continue
+        for seed in suite.seeds if not seeds else [s for s in suite.seeds if s in seeds]:
+            spec = {m: RunSpec(suite.name, task.env, m, seed, run_config(suite, task, m, seed)) for m in METHODS
+                    if m in chosen or (m == "sft" and "sft+ppo" in chosen)}
+            for m in ("zero-shot", "ppo", "a2c"):
+                if m in chosen:
+                    jobs.append(Job([spec[m]]))
+            if "sft+ppo" in chosen:
+                spec["sft"].record = "sft" in chosen
+                jobs.append(Job([spec["sft"], spec["sft+ppo"]]))
+            elif "sft" in chosen:
+                jobs.append(Job([spec["sft"]]))
+    return jobs

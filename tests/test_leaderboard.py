@@ -1,0 +1,176 @@
+"""benchmarks/leaderboard.py: suites, records, merging, rendering, local and Ray executors (tiny models)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from tiny import tiny_llama_config, tiny_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import leaderboard  # noqa: E402
+from leaderboard_records import check_record, load_records, merge_records, write_record  # noqa: E402
+from leaderboard_render import mean_std, render  # noqa: E402
+from leaderboard_suite import load_suite, plan  # noqa: E402
+
+TINY_SUITE = """
+name: tiny
+model: {model}
+seeds: [0]
+methods: {methods}
+test: {{split: test, n: 3, batch_size: 3}}
+train:
+  num_envs: 2
+  total_timesteps: 12
+  threads: 1
+  tensorboard: false
+  ppo: {{n_steps: 3, batch_size: 6, n_epochs: 1}}
+  sft: {{epochs: 0.05, batch_size: 4}}
+tasks:
+  - env: textgym/Generation-v0
+    env_kwargs: {{max_new_tokens: 4}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    cfg = tiny_llama_config(len(tok), max_position_embeddings=128)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def suite_file(tmp_path, model, methods="[zero-shot, sft, ppo, sft+ppo]", extra=""):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SUITE.format(model=model, methods=methods) + extra)
+    return path
+
+
+def fake_record(method="ppo", seed=0, bleu=0.1, signature="sig-a", config_hash="cfg1", run_id=None):
+    return {"record_version": 1, "run_id": run_id or f"{method}-{seed}-{signature}-{config_hash}", "suite": "s",
+            "task": "textgym/Generation-v0", "method": method, "seed": seed, "config": {}, "config_hash": config_hash,
+            "metric_signature": signature, "test_metrics": {"bleu": bleu, "rougeL": 2 * bleu},
+            "wall_seconds": 10.0, "train_seconds": 8.0, "rollout_tokens_per_s": 50.0,
+            "curve": [{"timesteps": 10, "ep_rew_mean": bleu / 2}, {"timesteps": 20, "ep_rew_mean": bleu}],
+            "git": {"commit": "abc", "dirty": False}, "device": "cpu: test", "packages": {"torch": "2"}}
+
+
+def test_render_means_stds_and_keeps_other_signatures_apart(tmp_path):
+    records = tmp_path / "records"
+    for r in (fake_record(seed=0, bleu=0.1), fake_record(seed=1, bleu=0.3), fake_record("zero-shot", bleu=0.05),
+              fake_record(seed=0, bleu=0.9, signature="sig-b"), fake_record(seed=0, bleu=0.7, config_hash="cfg2")):
+        write_record(r, records)
+    out = render(records, tmp_path / "LEADERBOARD.md", tmp_path / "plots")
+    text = out.read_text()
+    main, _, other = text.partition("different metric signature")
+    assert "| ppo [cfg cfg1] | 2 | 0.200 ± 0.141 | 0.400 ± 0.283 |" in main
+    assert "| ppo [cfg cfg2] | 1 | 0.700 |" in main and "| zero-shot | 1 | 0.050 |" in main
+    assert main.index("zero-shot") < main.index("ppo [cfg")  # canonical method order
+    assert "0.900" not in main and "| ppo | 1 | 0.900 |" in other and "`sig-b`" in other
+    assert (tmp_path / "plots" / "s__Generation-v0.png").stat().st_size > 1000
+    assert "![learning curves](plots/s__Generation-v0.png)" in text
+
+
+def test_mean_std():
+    assert mean_std([0.2, 0.3]) == "0.250 ± 0.071"
+    assert mean_std([None, float("nan")]) == "–"
+
+
+def test_merge_adds_new_records_and_skips_known_ones(tmp_path):
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    write_record(fake_record(seed=0), mine)
+    write_record(fake_record(seed=0), theirs)  # the same run, already merged once
+    write_record(fake_record(seed=1, signature="sig-b"), theirs)
+    assert merge_records([theirs], mine) == (1, 1)
+    assert sorted(r["seed"] for r in load_records(mine)) == [0, 1]
+    assert merge_records([theirs], mine) == (0, 2)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"seed": 1}))
+    with pytest.raises(ValueError, match="not a leaderboard record"):
+        merge_records([bad], mine)
+    broken = copy.deepcopy(fake_record())
+    broken["record_version"] = 99
+    with pytest.raises(ValueError, match="record_version 99"):
+        check_record(broken)
+
+
+def test_merge_command_renders(tmp_path, capsys):
+    theirs = tmp_path / "theirs"
+    write_record(fake_record(), theirs)
+    args = ["merge", str(theirs), "--records", str(tmp_path / "r"), "--out", str(tmp_path / "L.md"),
+            "--plots", str(tmp_path / "p")]
+    assert leaderboard.main(args) == 0
+    assert "merged 1 new record(s)" in capsys.readouterr().out and (tmp_path / "L.md").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("colour: red\n", r"unknown key\(s\) \['colour'\]"),
+    ("method_overrides: {dqn: {}}\n", r"unknown method\(s\) \['dqn'\]"),
+    ("method_overrides: {ppo: {ppo: {n_step: 3}}}\n", r"unknown config key\(s\) \['ppo.n_step'\]"),
+])
+def test_suite_errors_are_caught_before_running(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        load_suite(suite_file(tmp_path, "m", extra=extra))
+    with pytest.raises(FileNotFoundError, match="suites: .*quick"):
+        load_suite("no-such-suite")
+
+
+def test_shipped_suites_load_and_plan():
+    quick, full = load_suite("quick"), load_suite("full")
+    runs = [r for job in plan(quick) for r in job.runs]
+    assert {r.method for r in runs} == {"zero-shot", "sft", "ppo", "a2c", "sft+ppo"} and len(runs) == 10
+    assert all(r.config["eval"]["split"] == "test" for r in runs)
+    assert len(plan(full)) > len(plan(quick))
+
+
+def test_sft_plus_ppo_alone_brings_its_unrecorded_sft_run(tmp_path):
+    jobs = plan(load_suite(suite_file(tmp_path, "m")), methods=["sft+ppo"])
+    assert [(r.method, r.record) for r in jobs[0].runs] == [("sft", False), ("sft+ppo", True)]
+
+
+def _check_records(records_dir, methods):
+    records = load_records(records_dir)
+    assert sorted(r["method"] for r in records) == sorted(methods)
+    for r in records:
+        assert r["git"]["commit"] and r["packages"]["torch"] and r["device"].startswith(("cpu", "cuda"))
+        assert "bleu" in r["test_metrics"] and "perplexity" in r["test_metrics"] and len(r["config_hash"]) == 12
+        assert "nrefs:var" in r["metric_signature"] and "eval=test:3|max_new_tokens:4" in r["metric_signature"]
+        if r["method"] in ("ppo", "sft+ppo"):
+            assert r["rollout_tokens_per_s"] > 0 and r["curve"]
+    by_method = {r["method"]: r for r in records}
+    if "sft+ppo" in by_method:
+        assert by_method["sft+ppo"]["stats"]["timesteps"] >= 12
+    return records
+
+
+def test_local_run_writes_records_and_renders(tiny_model, tmp_path):
+    args = ["run", "--suite", str(suite_file(tmp_path, tiny_model)), "--records", str(tmp_path / "records"),
+            "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "L.md"), "--plots", str(tmp_path / "plots")]
+    assert leaderboard.main(args) == 0
+    _check_records(tmp_path / "records", ["zero-shot", "sft", "ppo", "sft+ppo"])
+    text = (tmp_path / "L.md").read_text()
+    assert "## Suite `tiny`" in text and "| sft+ppo | 1 |" in text
+    assert not list((tmp_path / "work").glob("*"))  # run folders cleaned up
+
+
+def test_ray_executor_on_a_local_instance(tiny_model, tmp_path):
+    ray = pytest.importorskip("ray")
+    suite = load_suite(suite_file(tmp_path, tiny_model, methods="[sft+ppo]"))  # one job: sft, then ppo from it
+    written = []
+    try:
+        leaderboard.run_ray(plan(suite), tmp_path / "work", lambda rs: written.extend(write_record(r, tmp_path / "r")
+                                                                                     for r in rs),
+                            init_kwargs=dict(num_cpus=2, object_store_memory=80 * 1024**2))
+    finally:
+        ray.shutdown()
+    assert len(written) == 1  # the helper sft run is not recorded
+    _check_records(tmp_path / "r", ["sft+ppo"])
