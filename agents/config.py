@@ -46,8 +46,8 @@ class PPOConfig:
     """agents.PPO hyperparameters (SB3 names); defaults sized for a few minutes on a 2-core CPU."""
 
     learning_rate: float = 2e-5
-    n_steps: int = 16
-    batch_size: int = 64
+    n_steps: int = 8
+    batch_size: int = 128
     n_epochs: int = 2
     gamma: float = 1.0
     gae_lambda: float = 0.95
@@ -101,11 +101,12 @@ class EvalConfig:
 
 @dataclass
 class CheckpointConfig:
-    """``every``: env steps between periodic checkpoints (0: final only); ``keep``: periodic ones kept."""
+    """``every``: env steps between periodic checkpoints (0: final only); ``keep``: periodic ones kept;
+    ``save_agent``: also write ``agent.zip`` (SB3's whole state, to resume; about 16x the model's size)."""
 
-    every: int = 0
-    keep: int = 2
-    save_agent: bool = True
+    every: int = 500
+    keep: int = 1
+    save_agent: bool = False
 
 
 @dataclass
@@ -127,8 +128,8 @@ class TrainConfig:
     algo: str = "ppo"
     model: str = "smollm2-135m"
     init: str | None = None
-    total_timesteps: int = 1536
-    num_envs: int = 8
+    total_timesteps: int = 960
+    num_envs: int = 16
     device: str = "auto"
     threads: int | None = None
     seed: int = 0

@@ -42,7 +42,7 @@ class TrainResult:
 
 
 def choose_threads(requested: int | None) -> int:
-    """CPU threads for torch: ``requested``, else the cores that are idle now (at least 1).
+    """CPU threads for torch: ``requested``, else ``$OMP_NUM_THREADS``, else the cores idle now (at least 1).
 
     OpenMP threads that compete with other busy processes for the same cores slow a forward pass
     down several times over (measured 5x on a loaded 2-core machine), so by default torch only
@@ -50,6 +50,8 @@ def choose_threads(requested: int | None) -> int:
     """
     if requested is not None:
         return requested
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, int(cores - busy + 0.5)))

@@ -30,7 +30,7 @@ from leaderboard_records import (  # noqa: E402
     metric_signature,
     write_record,
 )
-from leaderboard_render import render  # noqa: E402
+from leaderboard_render import render, update_readme  # noqa: E402
 from leaderboard_suite import Job, RunSpec, load_suite, plan  # noqa: E402
 
 Record = dict[str, Any]
@@ -182,6 +182,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     path = render(Path(args.records), Path(args.out), Path(args.plots))
     print(f"wrote {path}")
+    if args.readme and update_readme(Path(args.records), Path(args.readme)):
+        print(f"updated the quick-suite results in {args.readme}")
     return 0
 
 
@@ -212,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-checkpoints", action="store_true")
     run.add_argument("--no-render", action="store_true")
     run.set_defaults(func=_cmd_run)
-    sub.add_parser("render", parents=[common], help="LEADERBOARD.md and plots from the records").set_defaults(
-        func=_cmd_render)
+    ren = sub.add_parser("render", parents=[common], help="LEADERBOARD.md and plots from the records")
+    ren.add_argument("--readme", default=None, help="also refresh the quick-suite block of this README")
+    ren.set_defaults(func=_cmd_render)
     merge = sub.add_parser("merge", parents=[common], help="copy records from other machines in")
     merge.add_argument("sources", nargs="+", help="record files or folders")
     merge.add_argument("--no-render", action="store_true")

@@ -138,3 +138,28 @@ def render(records_dir: Path, out: Path, plots_dir: Path) -> Path:
     tmp.write_text("\n".join(lines).rstrip() + "\n")
     tmp.replace(out)
     return out
+
+
+README_START, README_END = "<!-- leaderboard:quick -->", "<!-- /leaderboard:quick -->"
+
+
+def update_readme(records_dir: Path, readme: Path, suite: str = "quick", plots_prefix: str = "benchmarks/plots") -> bool:
+    """Replace the block between the ``<!-- leaderboard:quick -->`` markers of ``readme`` with the suite's tables.
+
+    Returns False (and changes nothing) when the markers are absent.
+    """
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    records = [r for r in load_records(records_dir) if r["suite"] == suite]
+    lines = []
+    for task in sorted({r["task"] for r in records}):
+        group = [r for r in records if r["task"] == task]
+        signature = Counter(r["metric_signature"] for r in group).most_common(1)[0][0]
+        group = [r for r in group if r["metric_signature"] == signature]
+        lines += [f"**{task}** (test split; `{signature}`)", "", *table(group), "",
+                  f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
+    head, _, rest = text.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    Path(readme).write_text(head + README_START + "\n" + "\n".join(lines) + README_END + tail)
+    return True

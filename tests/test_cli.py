@@ -55,7 +55,7 @@ def test_ppo_from_sft_then_eval_checkpoint(sft_run, tiny_model, tmp_path, capsys
     out = tmp_path / "ppo"
     rc = main(["train", "--init", str(sft_run / "final"), "--total-timesteps", "48", "--num-envs", "4",
                "--out", str(out), "--set", "ppo.n_steps=4", "--set", "ppo.batch_size=8",
-               "--set", "checkpoint.every=16", "--set", "checkpoint.keep=1", *FAST])
+               "--set", "checkpoint.every=16", "--set", "checkpoint.keep=1", "--set", "checkpoint.save_agent=true", *FAST])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "held-out metrics" in printed and "before" in printed and "reference:" in printed

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import leaderboard  # noqa: E402
 from leaderboard_records import check_record, load_records, merge_records, write_record  # noqa: E402
-from leaderboard_render import mean_std, render  # noqa: E402
+from leaderboard_render import mean_std, render, update_readme  # noqa: E402
 from leaderboard_suite import load_suite, plan  # noqa: E402
 
 TINY_SUITE = """
@@ -78,6 +78,19 @@ def test_render_means_stds_and_keeps_other_signatures_apart(tmp_path):
     assert "0.900" not in main and "| ppo | 1 | 0.900 |" in other and "`sig-b`" in other
     assert (tmp_path / "plots" / "s__Generation-v0.png").stat().st_size > 1000
     assert "![learning curves](plots/s__Generation-v0.png)" in text
+
+
+def test_readme_block_is_replaced_between_markers_only(tmp_path):
+    records = tmp_path / "records"
+    write_record({**fake_record(), "suite": "quick"}, records)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- leaderboard:quick -->\nold table\n<!-- /leaderboard:quick -->\nend\n")
+    assert update_readme(records, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("<!-- /leaderboard:quick -->\nend\n") and "old table" not in text
+    assert "| ppo | 1 | 0.100 |" in text and "plots/quick__Generation-v0.png" in text
+    (tmp_path / "plain.md").write_text("no markers")
+    assert not update_readme(records, tmp_path / "plain.md")
 
 
 def test_mean_std():
