@@ -45,7 +45,7 @@ class PolicyConfig:
 class PPOConfig:
     """agents.PPO hyperparameters (SB3 names); defaults sized for a few minutes on a 2-core CPU."""
 
-    learning_rate: float = 2e-5
+    learning_rate: float = 1e-5
     n_steps: int = 8
     batch_size: int = 128
     n_epochs: int = 2
