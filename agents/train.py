@@ -131,12 +131,13 @@ class RunMonitor(BaseCallback):
 
 
 def held_out_eval(config: TrainConfig, model: Any, tokenizer: Any) -> Any:
-    """Greedy evaluation on ``config.eval.split`` (first ``config.eval.n`` items)."""
+    """Greedy evaluation on ``config.eval.split`` (first ``config.eval.n`` items): BLEU, ROUGE-1/2/L, length, diversity."""
+    from textgym.cli import eval_metrics
     from textgym.evaluation import evaluate
 
     return evaluate(config.env.id, model, split=config.eval.split, n=config.eval.n, batch_size=config.eval.batch_size,
                     device=config.device, seed=config.seed, progress=config.progress_bar, tokenizer=tokenizer,
-                    **env_kwargs(config))
+                    metrics=eval_metrics(config.env.id), **env_kwargs(config))
 
 
 def run_training(config: TrainConfig, log: Log = print) -> TrainResult:

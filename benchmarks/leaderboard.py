@@ -55,11 +55,13 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
     torch.set_num_threads(choose_threads(config.threads))
     start = time.perf_counter()
     if spec.method == "zero-shot":
+        from textgym.cli import eval_metrics
         from textgym.models import load_tokenizer
 
         result = evaluate(config.env.id, config.model, split=config.eval.split, n=config.eval.n,
                           batch_size=config.eval.batch_size, device=config.device, progress=False,
-                          tokenizer=load_tokenizer(config.model), **env_kwargs(config))
+                          tokenizer=load_tokenizer(config.model), metrics=eval_metrics(config.env.id),
+                          **env_kwargs(config))
         metrics, records, checkpoint, train = dict(result.metrics), result.records, None, {}
     else:
         trained = run_training(config, log=lambda line: None)

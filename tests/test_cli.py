@@ -45,7 +45,7 @@ def test_sft_writes_a_loadable_checkpoint_and_learns(sft_run, tiny_model):
     assert meta["algo"] == "sft" and meta["base_model"] == tiny_model and meta["seed"] == 1
     assert meta["sft"]["final_loss"] < meta["sft"]["first_loss"]  # a high learning rate on a tiny model
     summary = json.loads((sft_run / "summary.json").read_text())
-    assert set(summary["before"]) >= {"bleu", "rougeL", "distinct_1", "distinct_2", "mean_tokens"}
+    assert set(summary["before"]) >= {"bleu", "rouge1", "rouge2", "rougeL", "distinct_1", "distinct_2", "mean_tokens"}
     assert len(summary["samples_after"]) == 4
     assert list((sft_run / "tb").rglob("events.out.tfevents.*"))
     assert not [p for p in sft_run.iterdir() if p.name.startswith(".")]  # no temporary folders left

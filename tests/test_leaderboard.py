@@ -155,7 +155,7 @@ def _check_records(records_dir, methods):
     assert sorted(r["method"] for r in records) == sorted(methods)
     for r in records:
         assert r["git"]["commit"] and r["packages"]["torch"] and r["device"].startswith(("cpu", "cuda"))
-        assert "bleu" in r["test_metrics"] and "perplexity" in r["test_metrics"] and len(r["config_hash"]) == 12
+        assert {"bleu", "rouge1", "rouge2", "rougeL", "perplexity", "distinct_2"} <= set(r["test_metrics"]) and len(r["config_hash"]) == 12
         assert "nrefs:var" in r["metric_signature"] and "eval=test:3|max_new_tokens:4" in r["metric_signature"]
         if r["method"] in ("ppo", "sft+ppo"):
             assert r["rollout_tokens_per_s"] > 0 and r["curve"]

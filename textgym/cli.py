@@ -77,10 +77,11 @@ def _eval_model(args: argparse.Namespace) -> tuple[str, str]:
     return model, args.base_model or model
 
 
-def _eval_metrics(env_id: str, extra: Sequence[str] | None) -> list[str]:
+def eval_metrics(env_id: str, extra: Sequence[str] | None = None) -> list[str]:
+    """The metrics every evaluation reports: BLEU, ROUGE-1/2/L, the id's preset metrics, and ``extra``."""
     import textgym
 
-    info = next(e for e in textgym.ENVS if e.env_id == env_id) if env_id.startswith("textgym/") else None
+    info = next((e for e in textgym.ENVS if e.env_id == env_id), None)
     preset = _env_class(info.entry_point).PRESETS[info.dataset].metrics if info else ()
     return list(dict.fromkeys([*EVAL_METRICS, *preset, *(extra or [])]))
 
@@ -90,7 +91,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _check_env_id(args.env)
     model, base_model = _eval_model(args)
-    env_kwargs: dict[str, Any] = {"metrics": _eval_metrics(args.env, args.metrics)}
+    env_kwargs: dict[str, Any] = {"metrics": eval_metrics(args.env, args.metrics)}
     for key in ("data_dir", "max_new_tokens", "reward"):
         if getattr(args, key):
             env_kwargs[key] = getattr(args, key)
