@@ -146,3 +146,26 @@ def test_cli_import_and_train_rm_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path / "empty-cache"))
     assert main(["rlhf", "train-rm", "--db", str(tmp_path / "new.sqlite"), "--out", out]) == 2
     assert "no preferences to train on" in capsys.readouterr().err
+
+
+def test_sample_pairs_from_an_env_with_a_tiny_policy(tmp_path, smollm_tokenizer):
+    """Two sampled generations per prompt go into the store, with what the page shows."""
+    transformers = pytest.importorskip("transformers")
+    from tiny import tiny_llama_config
+
+    from textgym.rlhf.collect import sample_pairs
+
+    config = transformers.LlamaConfig(**tiny_llama_config(len(smollm_tokenizer), max_position_embeddings=128))
+    lm = transformers.LlamaForCausalLM(config)
+    store = PreferenceStore(tmp_path / "p.sqlite")
+    ids = sample_pairs("textgym/Generation-v0", lm, store, n=3, tokenizer=smollm_tokenizer, device="cpu",
+                       batch_size=2, max_new_tokens=5, seed=0)
+    pairs = store.pairs()
+    assert len(ids) == len(pairs) == 3 and [p.pair_id for p in pairs] == ids
+    for p in pairs:
+        assert p.a != p.b and p.source.startswith("textgym/Generation-v0:")
+        assert p.meta["display"].startswith("Write one short") and p.meta["references"]
+        assert "<|im_start|>" in p.prompt  # what the env passes to rewards
+    again = sample_pairs("textgym/Generation-v0", lm, store, n=3, tokenizer=smollm_tokenizer, device="cpu",
+                         batch_size=2, max_new_tokens=5, seed=0)
+    assert set(again) == set(ids) and len(store.pairs()) == 3  # same seed, same pairs: not added twice

@@ -101,8 +101,9 @@ class RewardModel(_BatchedScorer):
         elif tokenizer is None:
             raise TypeError("an encoder object needs its tokenizer: pass tokenizer=...")
         self.encoder, self.tokenizer = encoder.to(self.device).eval(), tokenizer
-        self.head = (head or _make_head(encoder.config.hidden_size, self.config.head_hidden))
-        self.head = self.head.to(self.device).eval()
+        if head is None:
+            head = _make_head(encoder.config.hidden_size, self.config.head_hidden)
+        self.head = head.to(self.device).eval()
         self.max_length, self.batch_size = int(self.config.max_length), int(batch_size)
         self.empty_score = float(empty_score)
         self.name = f"rm:{Path(str(self.config.encoder)).name}"

@@ -158,7 +158,8 @@ def sample_pairs(env_id: str, policy: Any, store: PreferenceStore | str | os.Pat
         **env_kwargs: Passed to ``gym.make`` (``data_dir``, ``max_new_tokens``, ...).
 
     Returns:
-        The ids of the stored pairs (pairs already in the store are not added twice).
+        The ids of the stored pairs (pairs already in the store are not added twice; a prompt
+        whose two samples are identical gives no pair).
     """
     import gymnasium as gym
     import numpy as np
@@ -188,6 +189,8 @@ def sample_pairs(env_id: str, policy: Any, store: PreferenceStore | str | os.Pat
         texts = [tok.decode(row, skip_special_tokens=True).strip() for row in out.tolist()]
         items, metas = [], []
         for k, (_, info) in enumerate(obs):
+            if texts[2 * k] == texts[2 * k + 1]:  # nothing to choose between
+                continue
             items.append((info["prompt_text"], texts[2 * k], texts[2 * k + 1]))
             fmt = getattr(getattr(env, "prompt_encoder", None), "fmt", None)
             display = fmt.instruction.replace("{source}", info["source"]) if fmt else info["source"]

@@ -84,11 +84,21 @@ def _embed_all(rm, prompts: Sequence[str], texts: Sequence[str]):
     """Pooled embeddings (N, H) of all items, no gradients, in the model's batches."""
     import torch
 
+    from tqdm.auto import tqdm
+
+    # Similar lengths batched together: little padding (the order is restored below).
+    order = sorted(range(len(texts)), key=lambda i: len(prompts[i]) + len(texts[i]))
     out = []
+    steps = range(0, len(order), rm.batch_size)
     with torch.inference_mode():
-        for start in range(0, len(texts), rm.batch_size):
-            out.append(rm.embed(prompts[start:start + rm.batch_size], texts[start:start + rm.batch_size]))
-    return torch.cat(out) if out else torch.zeros(0, rm.encoder.config.hidden_size, device=rm.device)
+        # disable=None: a progress bar on a terminal only (not in logs or tests)
+        for start in tqdm(steps, desc=f"embedding {len(texts)} texts", unit="batch", disable=None):
+            idx = order[start:start + rm.batch_size]
+            out.append(rm.embed([prompts[i] for i in idx], [texts[i] for i in idx]))
+    if not out:
+        return torch.zeros(0, rm.encoder.config.hidden_size, device=rm.device)
+    pooled = torch.cat(out)  # (N, H), in length order
+    return pooled[torch.argsort(torch.tensor(order, device=pooled.device))]
 
 
 def _optimizer(rm, config: FitConfig):
