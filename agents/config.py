@@ -53,7 +53,7 @@ class PPOConfig:
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.0
-    vf_coef: float = 0.5
+    vf_coef: float = 0.1  # the value loss also trains the shared trunk: 0.5 let it swamp the policy gradient
     max_grad_norm: float = 0.5
     target_kl: float | None = None
     kl_coef: float = 0.05
@@ -69,7 +69,7 @@ class A2CConfig:
     gamma: float = 1.0
     gae_lambda: float = 0.95
     ent_coef: float = 0.0
-    vf_coef: float = 0.5
+    vf_coef: float = 0.1
     max_grad_norm: float = 0.5
     kl_coef: float = 0.05
     kl_target: float | None = None

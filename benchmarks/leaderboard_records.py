@@ -95,17 +95,32 @@ def make_record(spec: Any, config: Any, metrics: dict[str, float], *, wall_secon
     from agents.config import config_hash, to_dict
 
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    key = json.dumps([spec.suite, spec.task, spec.method, spec.seed, config_hash(config), facts["host"], created,
+    config_dict = relevant_config(spec.method, to_dict(config))
+    key = json.dumps([spec.suite, spec.task, spec.method, spec.seed, config_hash(config_dict), facts["host"], created,
                       time.time_ns()])
-    config_dict = to_dict(config)
-    for local in ("out", "init"):  # machine-local paths
-        config_dict.pop(local, None)
     return {"record_version": RECORD_VERSION, "run_id": hashlib.sha256(key.encode()).hexdigest()[:16],
             "suite": spec.suite, "task": spec.task, "method": spec.method, "seed": spec.seed,
-            "config": config_dict, "config_hash": config_hash(config), "metric_signature": signature,
+            "config": config_dict, "config_hash": config_hash(config_dict), "metric_signature": signature,
             "test_metrics": metrics, "wall_seconds": wall_seconds, "train_seconds": train_seconds,
             "rollout_tokens_per_s": rollout_tokens_per_s, "stats": stats or {}, "curve": curve or [],
             "created": created, **facts}
+
+
+# Config sections a method does not read; left out of its record and hash, so that changing, say, the
+# PPO defaults does not split the zero-shot or SFT rows.
+UNUSED = {"zero-shot": ("ppo", "a2c", "sft", "policy", "total_timesteps", "num_envs", "checkpoint"),
+          "sft": ("ppo", "a2c", "policy", "total_timesteps", "num_envs"),
+          "ppo": ("a2c", "sft"), "a2c": ("ppo", "sft"), "sft+ppo": ("a2c",)}
+
+
+def relevant_config(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config without machine-local paths (``out``, ``init``) and sections the method ignores.
+
+    >>> sorted(relevant_config("a2c", {"out": "x", "init": None, "ppo": {}, "a2c": {}, "sft": {}, "seed": 0}))
+    ['a2c', 'seed']
+    """
+    drop = {"out", "init", *UNUSED.get(method, ())}
+    return {k: v for k, v in config.items() if k not in drop}
 
 
 def check_record(record: Any, where: str = "record") -> dict[str, Any]:
