@@ -1,0 +1,251 @@
+"""Rollout and PPO-iteration throughput, measured side by side in one process.
+
+Measures, on the same model, batch, prompt length and generation length:
+
+1. bare KV-cache sampling (``model.generate`` with sampling): generated tokens/s;
+2. the fast path's rollout (TokenVecEnv + policy + reward): tokens/s and its ratio to (1);
+3. one full PPO iteration (rollout + update): ``agents.PPO`` on a TokenVecEnv (fast path) vs
+   stock ``stable_baselines3.PPO`` with ``TransformerPolicy`` on a ``DummyVecEnv`` of TextEnvs;
+4. peak memory of each phase (RSS polled on CPU; ``torch.cuda.max_memory_allocated`` on GPU).
+
+Prints a table, then one JSON line. Example (the numbers in benchmarks/README.md)::
+
+    python benchmarks/throughput.py --model smollm2-135m --batch 8 --prompt-length 64 --new-tokens 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import textgym
+from textgym.data.base import Sample
+from textgym.vector import TokenVecEnv, resolve_torch_device
+
+
+class PeakMemory:
+    """Peak memory of a code region: CUDA allocator peak, or process RSS polled every 5 ms."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+        self.start_bytes = 0
+
+    def row(self) -> dict[str, float]:
+        """Peak during the region, and how far it rose above the start (new allocations)."""
+        return {"peak_mb": self.peak_bytes / 2**20, "added_mb": (self.peak_bytes - self.start_bytes) / 2**20}
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    @contextmanager
+    def measure(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_bytes = torch.cuda.memory_allocated(self.device)
+            yield
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+            return
+        stop = threading.Event()
+        self.start_bytes = self.rss()
+        peak = [self.start_bytes]
+
+        def poll() -> None:
+            while not stop.wait(0.005):
+                peak[0] = max(peak[0], self.rss())
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.peak_bytes = max(peak[0], self.rss())
+
+
+def synthetic_task(num_items: int, prompt_words: int) -> list[Sample]:
+    """Prompts of a fixed length so every method sees the same shapes (text content is irrelevant here)."""
+    words = "the quick brown fox jumps over a lazy dog near river bank in early spring light".split()
+    rng = np.random.default_rng(0)
+    return [Sample(f"b{i}", " ".join(rng.choice(words, size=prompt_words)), ("the dog jumps over the fox",))
+            for i in range(num_items)]
+
+
+def build(args: argparse.Namespace, device: torch.device):
+    """The env template and policy kwargs for the chosen model."""
+    from textgym.core import TextEnv
+    from textgym.models import load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer or (args.model if args.model != "config" else None))
+    env = TextEnv(synthetic_task(256, args.prompt_length), tokenizer, reward=args.reward,
+                  max_prompt_length=args.prompt_length + 40, max_new_tokens=args.new_tokens, prompt_template="plain")
+    if args.model == "config":
+        config = {"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": args.hidden,
+                  "intermediate_size": 4 * args.hidden, "num_hidden_layers": args.layers,
+                  "num_attention_heads": max(1, args.hidden // 64), "num_key_value_heads": max(1, args.hidden // 64),
+                  "max_position_embeddings": 1024, "tie_word_embeddings": True}
+        policy_kwargs = dict(model_name=None, model_config=config)
+    else:
+        policy_kwargs = dict(model_name=args.model)
+    return env, policy_kwargs
+
+
+def timed(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[float, Any]:
+    """Median seconds over ``repeats`` calls (after one warm-up), and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench_bare_sampling(model, venv: TokenVecEnv, repeats: int):
+    """``model.generate`` with sampling and a KV cache on the same prompts; returns (s, tokens)."""
+    venv.reset_all()
+    ids, mask = venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length]
+
+    def run() -> int:
+        with torch.no_grad(), model_autocast(venv.device):
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=venv.max_new_tokens,
+                                 eos_token_id=venv.eos_token_id, pad_token_id=venv.pad_token_id, top_k=0)
+        new = out[:, ids.shape[1] :]
+        ended = (new == venv.eos_token_id).cumsum(-1)
+        return int(((ended == 0) | ((ended == 1) & (new == venv.eos_token_id))).sum())  # tokens up to EOS
+
+    return timed(run, repeats, venv.device)
+
+
+def model_autocast(device: torch.device):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="config", help="'config' (a model built from --hidden/--layers) or a model name")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer name or folder (default: the model's, or SmolLM2's)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--prompt-length", type=int, default=64, help="prompt words (about as many tokens)")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--minibatch", type=int, default=32, help="PPO batch_size (transitions per gradient step)")
+    parser.add_argument("--reward", default="rougeL")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-stock", action="store_true", help="skip the (slow) stock SB3 iteration")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_torch_device(args.device)
+    torch.manual_seed(0)
+
+    from stable_baselines3 import PPO as StockPPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents import PPO, TransformerPolicy
+    from agents.rollout import generate_episodes
+
+    env, policy_kwargs = build(args, device)
+    venv = TokenVecEnv(env, args.batch, device)
+    venv.seed(0)
+    fast = PPO("TransformerPolicy", venv, n_steps=args.new_tokens, batch_size=args.minibatch,
+               n_epochs=1, device=device, seed=0, policy_kwargs=policy_kwargs)
+    memory = PeakMemory(device)
+    rows: dict[str, dict[str, float]] = {}
+
+    with memory.measure():
+        seconds, tokens = bench_bare_sampling(fast.policy.lm, venv, args.repeats)
+    rows["bare KV-cache sampling"] = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
+                                      **memory.row()}
+    with memory.measure():
+        seconds, batch = timed(lambda: generate_episodes(fast.policy, venv), args.repeats, device)
+    rows["fast-path rollout (env+policy+reward)"] = {"seconds": seconds, "tokens": batch.num_steps,
+                                                     "tokens_per_s": batch.num_steps / seconds,
+                                                     **memory.row()}
+
+    def fast_iteration() -> int:
+        before = fast.num_timesteps
+        fast.learn(1, reset_num_timesteps=False)  # one rollout (>= n_steps per env) + one update
+        return fast.num_timesteps - before
+
+    with memory.measure():
+        seconds, steps = timed(fast_iteration, args.repeats, device)
+    rows["PPO iteration, fast path"] = {"seconds": seconds, "tokens": steps, "tokens_per_s": steps / seconds,
+                                        **memory.row()}
+    if not args.skip_stock:
+        stock_env = DummyVecEnv([functools.partial(copy.deepcopy, env) for _ in range(args.batch)])
+        stock = StockPPO(TransformerPolicy, stock_env, n_steps=args.new_tokens,
+                         batch_size=args.minibatch, n_epochs=1, learning_rate=1e-5,
+                         gamma=1.0, device=device, seed=0, policy_kwargs=policy_kwargs)
+
+        def stock_iteration() -> int:
+            before = stock.num_timesteps
+            stock.learn(1, reset_num_timesteps=False)
+            return stock.num_timesteps - before
+
+        with memory.measure():
+            seconds, steps = timed(stock_iteration, max(1, args.repeats // 3), device)
+        rows["PPO iteration, stock SB3 (DummyVecEnv)"] = {"seconds": seconds, "tokens": steps,
+                                                          "tokens_per_s": steps / seconds,
+                                                          **memory.row()}
+    return report(args, device, rows, fast)
+
+
+def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[str, float]], fast: Any) -> dict:
+    bare = rows["bare KV-cache sampling"]["tokens_per_s"]
+    rollout = rows["fast-path rollout (env+policy+reward)"]["tokens_per_s"]
+    result: dict[str, Any] = {
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "model": args.model if args.model != "config" else f"llama-config h{args.hidden} l{args.layers}",
+        "parameters_m": round(sum(p.numel() for p in fast.policy.lm.parameters()) / 1e6, 1),
+        "batch": args.batch, "minibatch": args.minibatch, "prompt_tokens": fast.env.prompt_length, "new_tokens": args.new_tokens,
+        "threads": torch.get_num_threads(), "repeats": args.repeats, "torch": torch.__version__,
+        "python": platform.python_version(), "rows": rows,
+        "rollout_vs_bare": rollout / bare,
+    }
+    if "PPO iteration, stock SB3 (DummyVecEnv)" in rows:
+        fast_rate = rows["PPO iteration, fast path"]["tokens_per_s"]
+        stock_rate = rows["PPO iteration, stock SB3 (DummyVecEnv)"]["tokens_per_s"]
+        result["ppo_iteration_speedup_per_token"] = fast_rate / stock_rate
+    print(f"\n{result['model']} ({result['parameters_m']}M params) on {result['device']}, batch {args.batch}, "
+          f"prompt {result['prompt_tokens']} tokens, {args.new_tokens} new tokens, median of {args.repeats}")
+    print(f"{'':42} {'seconds':>9} {'tokens':>7} {'tokens/s':>10} {'peak MB':>9} {'added MB':>9}")
+    for name, row in rows.items():
+        print(f"{name:42} {row['seconds']:9.3f} {row['tokens']:7d} {row['tokens_per_s']:10.1f} "
+              f"{row['peak_mb']:9.0f} {row['added_mb']:9.0f}")
+    print(f"fast-path rollout / bare sampling: {result['rollout_vs_bare']:.2f}x")
+    if "ppo_iteration_speedup_per_token" in result:
+        print(f"PPO iteration, fast vs stock (per token): {result['ppo_iteration_speedup_per_token']:.1f}x")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
