@@ -13,7 +13,7 @@ from tiny import tiny_llama_config, tiny_tokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import leaderboard  # noqa: E402
-from leaderboard_records import check_record, load_records, merge_records, write_record  # noqa: E402
+from leaderboard_records import check_record, load_records, merge_records, relevant_config, write_record  # noqa: E402
 from leaderboard_render import mean_std, render, update_readme  # noqa: E402
 from leaderboard_suite import load_suite, plan  # noqa: E402
 
@@ -91,6 +91,18 @@ def test_readme_block_is_replaced_between_markers_only(tmp_path):
     assert "| ppo | 1 | 0.100 |" in text and "plots/quick__Generation-v0.png" in text
     (tmp_path / "plain.md").write_text("no markers")
     assert not update_readme(records, tmp_path / "plain.md")
+
+
+def test_record_config_ignores_paths_and_sections_the_method_does_not_read():
+    from agents.config import config_hash, load_config, to_dict
+
+    a = to_dict(load_config(overrides={"init": "/w/seed0/sft/final", "out": "/w/a", "ppo.vf_coef": 0.2}))
+    b = to_dict(load_config(overrides={"init": "/w/seed1/sft/final", "out": "/w/b", "a2c.vf_coef": 0.3}))
+    assert config_hash(relevant_config("sft+ppo", a)) != config_hash(relevant_config("sft+ppo", b))  # ppo differs
+    b["ppo"]["vf_coef"] = 0.2
+    assert config_hash(relevant_config("sft+ppo", a)) == config_hash(relevant_config("sft+ppo", b))
+    assert config_hash(relevant_config("zero-shot", a)) == config_hash(relevant_config("zero-shot", to_dict(load_config())))
+    assert "ppo" not in relevant_config("sft", a) and "init" not in relevant_config("ppo", a)
 
 
 def test_mean_std():
