@@ -147,7 +147,9 @@ class TransformerPolicy(ActorCriticPolicy):
         hidden = self.lm.config.get_text_config().hidden_size
         self.critic_trunk = copy.deepcopy(self.lm.base_model) if self.separate_critic else None
         self.value_head = nn.Linear(hidden, 1)
-        nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        # Start at V = 0: a random head's large early value errors would otherwise send big
+        # gradients into the shared pretrained trunk before the head has learned anything.
+        nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
         self.action_dist = CategoricalDistribution(self.n_actions)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
