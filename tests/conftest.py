@@ -43,3 +43,25 @@ def smollm_tokenizer(smollm_tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(smollm_tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def quick_sentiment_cache(tmp_path_factory, data_dir):
+    """A textgym cache holding a quick ``rm:imdb-sentiment`` (IMDB-v0's default reward).
+
+    Trained once per session on a small subset of the real labelled reviews; the full model
+    (``textgym rlhf train-sentiment``) is far better, but any model will do for API tests.
+    Returns ``(cache folder, held-out metrics)``.
+    """
+    from textgym.rlhf.sentiment import train_sentiment_model
+    from textgym.rlhf.train import FitConfig
+
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TEXTGYM_CACHE", str(cache))
+    try:
+        metrics = train_sentiment_model(data_dir, limit=120, max_length=64, config=FitConfig(n_epochs=40),
+                                        device="auto")
+    finally:
+        mp.undo()
+    return cache, metrics

@@ -192,17 +192,10 @@ def test_reward_model_learns_hidden_oracle_real_minilm(data_dir):
 
 
 # --------------------------------------------------------------------------- IMDB-v0 default reward
-@pytest.fixture(scope="module")
-def sentiment_cache(tmp_path_factory, data_dir):
-    """A quick sentiment model (small subset) in a private textgym cache."""
-    from textgym.rlhf.sentiment import train_sentiment_model
-
-    cache = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TEXTGYM_CACHE", str(cache))
-    metrics = train_sentiment_model(data_dir, limit=120, max_length=64, config=FitConfig(n_epochs=40), device="auto")
-    yield cache, metrics
-    mp.undo()
+@pytest.fixture
+def sentiment_cache(quick_sentiment_cache, monkeypatch):
+    monkeypatch.setenv("TEXTGYM_CACHE", str(quick_sentiment_cache[0]))
+    return quick_sentiment_cache
 
 
 def test_quick_sentiment_model_and_imdb_default_reward(sentiment_cache, smollm_tokenizer, data_dir):

@@ -21,6 +21,13 @@ IDS = [e.env_id for e in textgym.ENVS]
 DATASET = {e.env_id: e.dataset for e in textgym.ENVS}
 
 
+@pytest.fixture(autouse=True)
+def imdb_reward_model(request, monkeypatch):
+    """IMDB-v0's default reward is a learned model: point the IMDB cases at a quick one."""
+    if "IMDB" in request.node.name:
+        monkeypatch.setenv("TEXTGYM_CACHE", str(request.getfixturevalue("quick_sentiment_cache")[0]))
+
+
 def make(env_id, smollm_tokenizer, data_dir, **kwargs):
     kwargs.setdefault("split", SHIPPED_SPLIT[DATASET[env_id]])
     return gym.make(env_id, tokenizer=smollm_tokenizer, data_dir=str(data_dir), **kwargs)
