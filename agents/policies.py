@@ -207,12 +207,24 @@ class TransformerPolicy(ActorCriticPolicy):
 
     @th.no_grad()
     def reference_log_prob(self, reference: nn.Module, obs: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
-        """Log-prob of ``actions`` under a frozen reference LM, with this policy's sampling controls. ``-> (B,)``."""
+        """Log-prob of ``actions`` under a frozen reference LM at this policy's temperature. ``-> (B,)``.
+
+        See :meth:`reference_log_softmax` for why top-k / top-p are not applied to the reference.
+        """
         with self.autocast():
             hidden = hidden_at_last_token(reference.base_model, obs)
             logits = reference.get_output_embeddings()(hidden)[..., : self.n_actions]
-        logits = sampling_logits(logits, self.temperature, self.top_k, self.top_p)
-        return th.log_softmax(logits, dim=-1).gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+        return self.reference_log_softmax(logits).gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+
+    def reference_log_softmax(self, logits: th.Tensor) -> th.Tensor:
+        """The reference distribution: temperature only, full support. ``(..., V) -> (..., V)``.
+
+        With top-k / top-p also applied here, a token the policy learned to prefer could fall
+        outside the reference's kept set and get log-prob ~ -3e38: an overflowing KL penalty.
+        Untruncated, ``log pi - log pi_ref`` stays finite and estimates the KL of the sampling
+        policy from the initial model.
+        """
+        return th.log_softmax(sampling_logits(logits, self.temperature, None, None), dim=-1)
 
     def logits_from_hidden(self, hidden: th.Tensor) -> th.Tensor:
         """LM-head logits over the env's tokens, with the sampling controls. ``(..., H) -> (..., V)``."""

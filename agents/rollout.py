@@ -8,7 +8,7 @@ import torch as th
 from torch import nn
 
 from agents.buffers import EpisodeBatch
-from agents.policies import TransformerPolicy, sampling_logits
+from agents.policies import TransformerPolicy
 
 
 def _positions(mask: th.Tensor) -> th.Tensor:
@@ -91,5 +91,4 @@ def reference_log_probs(policy: TransformerPolicy, reference: nn.Module, batch: 
     with policy.autocast():
         hidden = step_hidden(reference.base_model, batch, rows)
         logits = reference.get_output_embeddings()(hidden)[..., : policy.n_actions]
-    logits = sampling_logits(logits, policy.temperature, policy.top_k, policy.top_p)
-    return th.log_softmax(logits, dim=-1).gather(-1, batch.tokens[rows].unsqueeze(-1)).squeeze(-1)
+    return policy.reference_log_softmax(logits).gather(-1, batch.tokens[rows].unsqueeze(-1)).squeeze(-1)

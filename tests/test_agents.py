@@ -209,3 +209,19 @@ def test_rollout_and_update_log_probs_agree(tok):
         _, logp2, _ = model.policy.evaluate_actions(batch, actions)
     th.testing.assert_close(logp, logp2)
     assert th.isfinite(logp).all()
+
+
+def test_kl_stays_finite_when_the_policy_leaves_the_references_top_k(tok):
+    """The reference is scored untruncated: a token outside its top-k must not give an infinite KL."""
+    model = PPO("TransformerPolicy", tiny_env(tok), n_steps=8, batch_size=8, seed=0,
+                policy_kwargs=policy_kwargs(tok, temperature=0.7, top_k=2))
+    obs, _ = tiny_env(tok).reset(seed=0)
+    batch = {k: th.as_tensor(v)[None] for k, v in obs.items()}
+    with th.no_grad():
+        hidden = hidden_at_last_token(model.reference.base_model, batch)
+        ref_logits = model.reference.get_output_embeddings()(hidden)[..., : model.policy.n_actions]
+        outside = ref_logits.argmin(-1)  # far outside the reference's top-2
+        ref = model.policy.reference_log_prob(model.reference, batch, outside)
+    expected = th.log_softmax(ref_logits.float() / 0.7, -1).gather(-1, outside[:, None]).squeeze(-1)
+    th.testing.assert_close(ref, expected)
+    assert th.isfinite(ref).all() and (ref > -1e3).all()
