@@ -88,7 +88,8 @@ class TransformerPolicy(ActorCriticPolicy):
             own when ``model_name`` is given).
         temperature, top_k, top_p: Sampling controls, applied to the action distribution.
         separate_critic: Give the critic its own copy of the trunk.
-        optimizer_class, optimizer_kwargs: As in SB3 (default AdamW).
+        optimizer_class, optimizer_kwargs: As in SB3 (default AdamW, fused unless ``fused`` or
+            ``foreach`` is given).
         **kwargs: SB3 ``ActorCriticPolicy`` arguments that make sense here (``use_sde`` must be False).
     """
 
@@ -130,8 +131,13 @@ class TransformerPolicy(ActorCriticPolicy):
         self.separate_critic = separate_critic
         self.skipped_updates = 0
         self.entropy_sum, self.entropy_count = 0.0, 0
+        optimizer_kwargs = dict(optimizer_kwargs or {})
+        if optimizer_class in (th.optim.AdamW, th.optim.Adam) and not {"fused", "foreach"} & optimizer_kwargs.keys():
+            # One fused kernel instead of a loop over ~300 tensors: an AdamW step on SmolLM2-135M
+            # takes 0.10 s instead of 0.49 s on one CPU core (benchmarks/README.md).
+            optimizer_kwargs["fused"] = True
         super().__init__(observation_space, action_space, lr_schedule, optimizer_class=optimizer_class,
-                         optimizer_kwargs=optimizer_kwargs or {}, ortho_init=False, **kwargs)
+                         optimizer_kwargs=optimizer_kwargs, ortho_init=False, **kwargs)
 
     # --- construction ------------------------------------------------------------------
     def _build(self, lr_schedule: Any) -> None:
@@ -174,7 +180,9 @@ class TransformerPolicy(ActorCriticPolicy):
     def _skip_nonfinite_step(self, optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Drop the whole update when any gradient is NaN/inf (a bad batch must not corrupt weights)."""
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads and not all(th.isfinite(g).all() for g in grads):
+        # The total norm is non-finite iff some entry is (or the norm overflows: garbage either
+        # way); one foreach reduction, ~10x cheaper than an isfinite() pass per tensor.
+        if grads and not th.isfinite(th.nn.utils.get_total_norm(grads)):
             self.skipped_updates += 1
             for group in optimizer.param_groups:
                 for p in group["params"]:

@@ -102,7 +102,8 @@ def train_sft(
     steps = max(1, math.ceil(config.epochs * len(examples) / config.batch_size))
     rng = np.random.default_rng(seed)
     th.manual_seed(seed)
-    optimizer = th.optim.AdamW(lm.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = th.optim.AdamW(lm.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                              fused=True)
     lm.train()
     order: list[int] = []
     losses, tokens_seen, start = [], 0, time.perf_counter()

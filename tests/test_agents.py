@@ -160,6 +160,7 @@ def test_save_load_round_trip_and_resume(tok, tmp_path):
 def test_nonfinite_update_is_skipped(tok):
     model = PPO("TransformerPolicy", tiny_env(tok), n_steps=8, batch_size=8, policy_kwargs=policy_kwargs(tok))
     policy = model.policy
+    assert policy.optimizer.defaults["fused"] is True  # the default AdamW is the fused kernel
     before = [p.detach().clone() for p in policy.parameters()]
     for p in policy.parameters():
         p.grad = th.ones_like(p)
