@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-import textgym
+import textgym  # noqa: F401  (registers the ids)
 from textgym.data.base import Sample
 from textgym.vector import TokenVecEnv, resolve_torch_device
 

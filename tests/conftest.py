@@ -65,3 +65,18 @@ def quick_sentiment_cache(tmp_path_factory, data_dir):
     finally:
         mp.undo()
     return cache, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A randomly initialised tiny llama + word-level tokenizer, saved like any Hugging Face model folder."""
+    from tiny import tiny_llama_config, tiny_tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    cfg = tiny_llama_config(len(tok), max_position_embeddings=128)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

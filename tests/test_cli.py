@@ -7,26 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from tiny import tiny_llama_config, tiny_tokenizer
 
 from textgym.cli import main
 
 FAST = ["--threads", "1", "--no-progress", "--set", "eval.n=4", "--set", "eval.batch_size=4",
         "--set", "env.max_new_tokens=6"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A randomly initialised tiny llama + word-level tokenizer, saved like any Hugging Face model folder."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    tok = tiny_tokenizer()
-    cfg = tiny_llama_config(len(tok), max_position_embeddings=128)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import tiny_llama_config, tiny_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -34,19 +33,6 @@ tasks:
   - env: textgym/Generation-v0
     env_kwargs: {{max_new_tokens: 4}}
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    tok = tiny_tokenizer()
-    cfg = tiny_llama_config(len(tok), max_position_embeddings=128)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
 
 
 def suite_file(tmp_path, model, methods="[zero-shot, sft, ppo, sft+ppo]", extra=""):
