@@ -50,7 +50,7 @@ def quick_sentiment_cache(tmp_path_factory, data_dir):
     """A textgym cache holding a quick ``rm:imdb-sentiment`` (IMDB-v0's default reward).
 
     Trained once per session on a small subset of the real labelled reviews; the full model
-    (``textgym rlhf train-sentiment``) is far better, but any model will do for API tests.
+    (``textgym rlhf train-sentiment``) is better, but any model will do for API tests.
     Returns ``(cache folder, held-out metrics)``.
     """
     from textgym.rlhf.sentiment import train_sentiment_model
