@@ -56,6 +56,11 @@ def last_positions(mask: th.Tensor) -> th.Tensor:
     return length - 1 - th.argmax(th.flip(mask, dims=[-1]), dim=-1)
 
 
+def position_ids(mask: th.Tensor) -> th.Tensor:
+    """Position ids that ignore left padding. ``(B, L) -> (B, L)``."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def hidden_at_last_token(trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tensor:
     """Run a transformer trunk on token observations; final hidden state at each row's last token.
 
@@ -66,8 +71,7 @@ def hidden_at_last_token(trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tens
     last = last_positions(mask)  # (B,)
     width = int(last.max()) + 1  # nothing after the last token can influence it (causal)
     ids, mask = ids[:, :width], mask[:, :width]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state  # (B, W, H)
+    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state  # (B, W, H)
     return hidden[th.arange(ids.shape[0], device=ids.device), last]
 
 
@@ -217,22 +221,25 @@ class TransformerPolicy(ActorCriticPolicy):
     def reference_log_prob(self, reference: nn.Module, obs: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
         """Log-prob of ``actions`` under a frozen reference LM at this policy's temperature. ``-> (B,)``.
 
-        See :meth:`reference_log_softmax` for why top-k / top-p are not applied to the reference.
+        See :meth:`reference_log_probs_from_hidden` for why top-k / top-p are not applied to the reference.
         """
         with self.autocast():
             hidden = hidden_at_last_token(reference.base_model, obs)
-            logits = reference.get_output_embeddings()(hidden)[..., : self.n_actions]
-        return self.reference_log_softmax(logits).gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+        return self.reference_log_probs_from_hidden(reference, hidden, actions.long().view(-1))
 
-    def reference_log_softmax(self, logits: th.Tensor) -> th.Tensor:
-        """The reference distribution: temperature only, full support. ``(..., V) -> (..., V)``.
+    def reference_log_probs_from_hidden(self, reference: nn.Module, hidden: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Log-probs of ``actions`` from the reference's hidden states. ``(..., H), (...) -> (...)``.
 
-        With top-k / top-p also applied here, a token the policy learned to prefer could fall
-        outside the reference's kept set and get log-prob ~ -3e38: an overflowing KL penalty.
-        Untruncated, ``log pi - log pi_ref`` stays finite and estimates the KL of the sampling
-        policy from the initial model.
+        The reference distribution has this policy's temperature but full support: with top-k /
+        top-p also applied here, a token the policy learned to prefer could fall outside the
+        reference's kept set and get log-prob ~ -3e38, an overflowing KL penalty. Untruncated,
+        ``log pi - log pi_ref`` stays finite and estimates the KL of the sampling policy from the
+        initial model.
         """
-        return th.log_softmax(sampling_logits(logits, self.temperature, None, None), dim=-1)
+        with self.autocast():
+            logits = reference.get_output_embeddings()(hidden)[..., : self.n_actions]
+        log_softmax = th.log_softmax(sampling_logits(logits, self.temperature, None, None), dim=-1)
+        return log_softmax.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
     def logits_from_hidden(self, hidden: th.Tensor) -> th.Tensor:
         """LM-head logits over the env's tokens, with the sampling controls. ``(..., H) -> (..., V)``."""

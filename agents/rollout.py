@@ -8,12 +8,7 @@ import torch as th
 from torch import nn
 
 from agents.buffers import EpisodeBatch
-from agents.policies import TransformerPolicy
-
-
-def _positions(mask: th.Tensor) -> th.Tensor:
-    """Position ids that ignore left padding. ``(B, L) -> (B, L)``."""
-    return (mask.cumsum(-1) - 1).clamp(min=0)
+from agents.policies import TransformerPolicy, position_ids
 
 
 @th.no_grad()
@@ -36,7 +31,7 @@ def generate_episodes(policy: TransformerPolicy, venv: Any) -> EpisodeBatch:
     trunk = policy.lm.base_model
     mask = prompt_mask
     with policy.autocast():
-        out = trunk(input_ids=prompt_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True)
+        out = trunk(input_ids=prompt_ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
     hidden, cache = out.last_hidden_state[:, -1], out.past_key_values  # (N, H)
     next_position = mask.sum(-1, keepdim=True)  # (N, 1)
     infos: list[dict] = []
@@ -68,7 +63,7 @@ def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) 
     ids, mask = batch.sequences(rows)
     prompt_len = batch.prompt_ids.shape[1]
     ids, mask = ids[:, :-1], mask[:, :-1]  # the last action is never an input
-    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).last_hidden_state
+    hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
     return hidden[:, prompt_len - 1 :]
 
 
@@ -90,5 +85,4 @@ def reference_log_probs(policy: TransformerPolicy, reference: nn.Module, batch: 
     """Log-probs of the actions under the frozen reference, one pass per batch. ``-> (e, T)``."""
     with policy.autocast():
         hidden = step_hidden(reference.base_model, batch, rows)
-        logits = reference.get_output_embeddings()(hidden)[..., : policy.n_actions]
-    return policy.reference_log_softmax(logits).gather(-1, batch.tokens[rows].unsqueeze(-1)).squeeze(-1)
+    return policy.reference_log_probs_from_hidden(reference, hidden, batch.tokens[rows])

@@ -18,6 +18,7 @@ import numpy as np
 import torch as th
 
 from agents.config import SFTConfig
+from agents.policies import position_ids
 
 
 @dataclass
@@ -66,8 +67,7 @@ def collate(examples: list[Example], pad_id: int, device: th.device) -> dict[str
 def token_nll(lm: th.nn.Module, batch: dict[str, th.Tensor]) -> tuple[th.Tensor, int]:
     """Summed next-token NLL over the labelled positions, and their count. Positions follow the mask."""
     mask = batch["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-    logits = lm(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions).logits  # (B, T, V)
+    logits = lm(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids(mask)).logits  # (B, T, V)
     labels = batch["labels"][:, 1:]  # (B, T-1): token t is predicted at t-1
     nll = th.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
                                          ignore_index=-100, reduction="sum")
