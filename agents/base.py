@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from agents.buffers import EpisodeBatch, KLPenaltyRolloutBuffer, compute_gae
 from agents.kl import make_kl_controller
 from agents.policies import TransformerPolicy
 from agents.rollout import evaluate_episodes, generate_episodes, reference_log_probs
+from textgym.io import atomic_file
 from textgym.vector import TokenVecEnv
 
 
@@ -226,14 +226,5 @@ class TextAlgorithmMixin:
         final = Path(path)
         if final.suffix == "":
             final = final.with_suffix(".zip")  # SB3's own naming rule
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                super().save(handle, exclude=exclude, include=include)  # type: ignore[misc]
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_file(final, "wb") as handle:
+            super().save(handle, exclude=exclude, include=include)  # type: ignore[misc]

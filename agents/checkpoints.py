@@ -11,35 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from textgym.io import atomic_dir, read_dir
 
 META_FILE = "textgym_checkpoint.json"
-
-
-def atomic_dir(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_folder)``, then move the folder to ``dest`` (replacing an older one).
-
-    Readers see either the old complete folder or the new complete one, never a half-written one;
-    if ``write`` fails, ``dest`` is untouched and the temporary folder is removed.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", suffix=".tmp", dir=dest.parent))
-    old = None
-    try:
-        write(tmp)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
-            os.replace(dest, old / "x")
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return dest
+_STEP_NAME = re.compile(r"step_(\d+)")
 
 
 def save_checkpoint(dest: str | os.PathLike, lm: Any, tokenizer: Any, meta: dict[str, Any],
@@ -56,15 +36,65 @@ def save_checkpoint(dest: str | os.PathLike, lm: Any, tokenizer: Any, meta: dict
     return atomic_dir(dest, write)
 
 
+def checkpoint_step(folder: str | os.PathLike) -> int | None:
+    """The step number of a periodic checkpoint folder named ``step_<N>`` (None for other names).
+
+    >>> checkpoint_step("runs/x/checkpoints/step_00000960"), checkpoint_step("final")
+    (960, None)
+    """
+    match = _STEP_NAME.fullmatch(Path(folder).name)
+    return int(match.group(1)) if match else None
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep: int, current_step: int) -> list[Path]:
+    """Delete periodic checkpoints in ``folder`` so that the ``keep`` newest (by step number) remain.
+
+    Folders with a step above ``current_step`` are stale, from an older run in the same output
+    folder (a run's steps only grow), and are deleted first. Returns the deleted folders.
+
+    Raises:
+        ValueError: ``keep`` is not a positive int (0 or less would delete the one just written).
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"checkpoint.keep must be an int >= 1, got {keep!r}")
+    found = [(checkpoint_step(p), p) for p in Path(folder).glob("step_*") if p.is_dir()]
+    found = [(step, p) for step, p in found if step is not None]
+    stale = [p for step, p in found if step > current_step]
+    current = sorted((item for item in found if item[0] <= current_step), key=lambda item: item[0])
+    doomed = stale + [p for _, p in current[: max(0, len(current) - keep)]]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
+def next_checkpoint_step(num_timesteps: int, every: int) -> int:
+    """The first multiple of ``every`` above ``num_timesteps`` (``every`` must be >= 1).
+
+    >>> next_checkpoint_step(1165, 500)
+    1500
+    """
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"checkpoint.every must be an int >= 1 here, got {every!r}")
+    return (int(num_timesteps) // every + 1) * every
+
+
 def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
     """The metadata of a checkpoint folder (``{}`` for a plain Hugging Face folder)."""
-    path = Path(folder) / META_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    path = read_dir(folder) / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is corrupt (not UTF-8 JSON: {exc}); delete the file or the checkpoint") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is corrupt: expected a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def check_checkpoint(folder: str | os.PathLike) -> Path:
     """Return ``folder`` if it is a loadable model folder, else raise FileNotFoundError saying why."""
-    path = Path(folder).expanduser()
+    path = read_dir(Path(folder).expanduser())
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")
     if not (path / "config.json").is_file():

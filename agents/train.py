@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 import textgym
-from agents.checkpoints import check_checkpoint, read_meta, save_checkpoint
+from agents.checkpoints import check_checkpoint, next_checkpoint_step, prune_checkpoints, read_meta, save_checkpoint
 from agents.config import TrainConfig, config_hash, to_dict
+from textgym.io import atomic_write_json
 
 Log = Callable[[str], None]
 
@@ -113,14 +113,8 @@ class RunMonitor(BaseCallback):
             handle.write(json.dumps(point) + "\n")
         if self.next_checkpoint is not None and model.num_timesteps >= self.next_checkpoint:
             self.save(self.out / "checkpoints" / f"step_{model.num_timesteps:08d}")
-            self._prune()
-            while self.next_checkpoint <= model.num_timesteps:
-                self.next_checkpoint += self.config.checkpoint.every
-
-    def _prune(self) -> None:
-        folders = sorted((self.out / "checkpoints").glob("step_*"))
-        for old in folders[: max(0, len(folders) - self.config.checkpoint.keep)]:
-            shutil.rmtree(old, ignore_errors=True)
+            prune_checkpoints(self.out / "checkpoints", self.config.checkpoint.keep, model.num_timesteps)
+            self.next_checkpoint = next_checkpoint_step(model.num_timesteps, self.config.checkpoint.every)
 
     def _on_step(self) -> bool:
         return True
@@ -155,7 +149,7 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     out = config.run_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.jsonl").unlink(missing_ok=True)
-    (out / "train_config.json").write_text(json.dumps(to_dict(config), indent=2))
+    atomic_write_json(out / "train_config.json", to_dict(config))
     threads = choose_threads(config.threads)
     th.set_num_threads(threads)
     from textgym.models import load_tokenizer
@@ -197,7 +191,7 @@ def _summary_writer(out: Path, config: TrainConfig):
 
 def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any, out: Path, meta: dict):
     from agents.sft import train_sft
-    from textgym.evaluation import resolve_device
+    from textgym.devices import resolve_device
     from textgym.models import load_causal_lm
 
     env = gym.make(config.env.id, split="train", tokenizer=tokenizer, **env_kwargs(config)).unwrapped
@@ -245,9 +239,7 @@ def _write_summary(config: TrainConfig, result: TrainResult, before: Any, after:
                "before": result.before, "after": result.after, "wall_seconds": result.wall_seconds,
                "train_seconds": result.train_seconds, "rollout_tokens_per_s": result.rollout_tokens_per_s,
                "stats": result.stats, "samples_before": samples(before), "samples_after": samples(after)}
-    tmp = result.out_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-    tmp.replace(result.out_dir / "summary.json")
+    atomic_write_json(result.out_dir / "summary.json", summary)
 
 
 def report(result: TrainResult, before: Any, after: Any, show: int, log: Log = print) -> None:

@@ -90,7 +90,7 @@ def _read_curve(out: Path) -> list[dict[str, Any]]:
 
 
 def _perplexity(config: Any, records: list[dict[str, Any]]) -> dict[str, float]:
-    from textgym.evaluation import resolve_device
+    from textgym.devices import resolve_device
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.perplexity import generation_perplexity
 

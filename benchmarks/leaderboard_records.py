@@ -46,10 +46,10 @@ def device_name(device: str, threads: int) -> str:
     """``"cuda: NVIDIA H100 ..."`` or ``"cpu: <model> (N threads of M cores)"``."""
     import torch
 
-    from textgym.evaluation import resolve_device
+    from textgym.devices import resolve_device
 
     resolved = resolve_device(device)
-    if resolved.startswith("cuda"):
+    if resolved.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(torch.device(resolved))}"
     model = platform.processor() or platform.machine()
     try:

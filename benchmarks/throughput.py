@@ -33,7 +33,8 @@ import torch
 
 import textgym  # noqa: F401  (registers the ids)
 from textgym.data.base import Sample
-from textgym.vector import TokenVecEnv, resolve_torch_device
+from textgym.devices import resolve_device
+from textgym.vector import TokenVecEnv
 
 
 class PeakMemory:
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_torch_device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
 
     from stable_baselines3 import PPO as StockPPO

@@ -116,10 +116,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{_slug(model)}-{_slug(args.env)}-{args.split}.json"
     payload = {"env": args.env, "split": args.split, "model": str(model), "base_model": base_model,
                "metrics": metrics, "records": result.records, "seconds": result.seconds}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-    tmp.replace(out)
+    atomic_write_json(out, payload)
     print(f"wrote {out}")
     return 0
 
@@ -129,7 +126,7 @@ def _slug(text: str) -> str:
 
 
 def _perplexity(base_model: str, records: list[dict[str, Any]], device: str) -> dict[str, float]:
-    from textgym.evaluation import resolve_device
+    from textgym.devices import resolve_device
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.perplexity import generation_perplexity
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -14,6 +13,7 @@ from textgym.data.base import Sample
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
 from textgym.rewards import make_reward, score_and_components
+from textgym.rewards.base import check_scores
 
 REWARD_MODES = ("terminal", "dense")
 MAX_TOKENS_LIMIT = 8192  # a sanity bound on lengths; a typo like 1e9 would otherwise allocate forever
@@ -37,21 +37,63 @@ def check_reset_options(options: Mapping[str, Any] | None) -> None:
         raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['sample_index']")
 
 
+def as_token_ids(actions: Any, num: int, vocab_size: int) -> np.ndarray:
+    """Validate a batch of ``num`` token ids; return them as an int64 array of shape ``(num,)``.
+
+    Accepts Python ints and arrays of any integer dtype (``uint8`` ... ``int64``) holding ``num``
+    elements; booleans, floats, strings and object arrays are refused with a ``TypeError``, wrong
+    sizes and out-of-range ids with a ``ValueError``. Torch tensors are validated by
+    :meth:`textgym.vector.TokenVecEnv.check_actions` without leaving their device.
+    """
+    what = "action" if num == 1 else "actions"
+    try:
+        arr = np.asarray(actions)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise TypeError(f"{what} must be integer token ids in [0, {vocab_size - 1}], got a ragged "
+                        f"{type(actions).__name__}") from None
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        kind = {"U": "strings", "S": "bytes", "O": "objects", "f": "floats", "c": "complex numbers",
+                "b": "booleans"}.get(arr.dtype.kind, f"dtype {arr.dtype}")
+        shown = repr(actions) if len(repr(actions)) <= 60 else repr(actions)[:57] + "..."
+        raise TypeError(f"{what} must be integer token ids in [0, {vocab_size - 1}] (any integer dtype), "
+                        f"got {kind}: {shown}")
+    if arr.size != num:
+        raise ValueError(f"{what} must hold {num} token id(s), got shape {arr.shape}")
+    flat = arr.reshape(num)
+    if flat.dtype == np.uint64 and flat.size and int(flat.max()) >= vocab_size:
+        raise ValueError(f"action {int(flat.max())} is out of range: token ids are 0..{vocab_size - 1}")
+    flat = flat.astype(np.int64)
+    bad = (flat < 0) | (flat >= vocab_size)
+    if bad.any():
+        raise ValueError(f"action {int(flat[bad][0])} is out of range: token ids are 0..{vocab_size - 1}")
+    return flat
+
+
 def as_token_id(action: Any, vocab_size: int) -> int:
-    """Validate one action and return it as a Python int.
+    """Validate one action and return it as a Python int (see :func:`as_token_ids`).
 
     Accepts Python and NumPy integers and integer arrays holding one element (SB3 passes
     ``np.int64`` or shape-``(1,)`` arrays).
     """
-    arr = np.asarray(action)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"action must be an integer token id in [0, {vocab_size - 1}], got {action!r} ({arr.dtype})")
-    if arr.size != 1:
-        raise ValueError(f"action must be a single token id, got shape {arr.shape}")
-    token = int(arr.reshape(()))
-    if not 0 <= token < vocab_size:
-        raise ValueError(f"action {token} is out of range: token ids are 0..{vocab_size - 1}")
-    return token
+    return int(as_token_ids(action, 1, vocab_size)[0])
+
+
+def episode_flags(tokens: Any, num_generated: Any, eos_token_id: int, max_new_tokens: int) -> tuple[Any, Any, Any]:
+    """The transition rule of every textgym env, for NumPy arrays or torch tensors of shape ``(N,)``.
+
+    Args:
+        tokens: The actions of envs still running.
+        num_generated: Tokens generated before this step (EOS not counted).
+
+    Returns:
+        ``(terminated, num_generated after the step, truncated)``: EOS terminates and is not
+        counted; any other token is appended, and reaching ``max_new_tokens`` truncates.
+    """
+    terminated = tokens == eos_token_id  # (N,)
+    grown = num_generated + (~terminated).astype(num_generated.dtype) if isinstance(tokens, np.ndarray) \
+        else num_generated + (~terminated).long()
+    truncated = ~terminated & (grown >= max_new_tokens)
+    return terminated, grown, truncated
 
 
 class SampleOrder:
@@ -81,13 +123,11 @@ def score_episodes(
     Metrics hold every component of the reward plus every extra metric not already among them.
     """
     total, parts = score_and_components(reward_fn, prompts, texts, references)
-    extra = {name: fn(prompts, texts, references) for name, fn in metric_fns.items() if name not in parts}
+    extra = {name: check_scores(name, fn(prompts, texts, references), len(texts))
+             for name, fn in metric_fns.items() if name not in parts}
     columns = {**parts, **extra}
     metrics = [{name: float(values[i]) for name, values in columns.items()} for i in range(len(texts))]
-    for value in total:
-        if not math.isfinite(value):
-            raise FloatingPointError(f"reward {reward_fn.name} returned {value}")
-    return [float(v) for v in total], metrics
+    return total, metrics
 
 
 class TextEnv(gym.Env):
@@ -220,22 +260,56 @@ class TextEnv(gym.Env):
         if self._done:
             raise ResetNeeded("step() called after the episode ended: call env.reset() to start a new one")
         token = as_token_id(action, self.vocab_size)
-        terminated = token == self.eos_token_id
+        term, _, trunc = episode_flags(np.array([token]), np.array([len(self._generated)]), self.eos_token_id,
+                                       self.max_new_tokens)
+        terminated, truncated = bool(term[0]), bool(trunc[0])
         if not terminated:
             self._generated.append(token)
-        truncated = not terminated and len(self._generated) >= self.max_new_tokens
         self._done = terminated or truncated
-        info: dict[str, Any] = {}
-        if self._done:
-            info = self._final_info()
-            reward = info["score"] - (self._last_score if self.reward_mode == "dense" else 0.0)
-        elif self.reward_mode == "dense":
-            score = self._score(self.generation_text())
-            reward, self._last_score = score - self._last_score, score
-        else:
-            reward = 0.0
+        rewards, last, finals = self.score_step([self.prompt_text()], lambda _: [self.generation_text()],
+                                                [list(self._sample.references)], np.array([self._done]),
+                                                np.array([self._last_score]))
+        self._last_score = float(last[0])
+        info = self._final_info(*finals[0]) if self._done else {}
         obs = self._observation(with_eos=terminated)
-        return obs, float(reward), terminated, truncated, info
+        return obs, float(rewards[0]), terminated, truncated, info
+
+    def score_step(self, prompts: Sequence[str], texts_of: Callable[[list[int]], list[str]],
+                   references: Sequence[list[str]], done: np.ndarray, last_scores: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, dict[str, float]]]]:
+        """The rewards of one step for a batch of running episodes (shared with TokenVecEnv).
+
+        Args:
+            prompts, references: One per episode.
+            texts_of: Returns the generated texts of the given episode positions (decoded lazily:
+                terminal mode needs only the finished ones).
+            done: ``(N,)`` bool, the episodes that ended at this step.
+            last_scores: ``(N,)`` dense mode: the score of each episode's previous prefix.
+
+        Returns:
+            ``(rewards (N,), last_scores (N,), {position: (score, metrics)} of the ended episodes)``.
+
+        Raises:
+            FloatingPointError, TypeError, ValueError: The reward returned a non-finite score, not
+                numbers, or not one score per text.
+        """
+        dense = self.reward_mode == "dense"
+        rewards = np.zeros(len(prompts))  # (N,)
+        last = np.array(last_scores, dtype=np.float64)  # (N,)
+        finals: dict[int, tuple[float, dict[str, float]]] = {}
+        ended = [int(k) for k in np.flatnonzero(done)]
+        if ended:
+            scores, metrics = score_episodes(self.reward_fn, self.metric_fns, [prompts[k] for k in ended],
+                                             texts_of(ended), [references[k] for k in ended])
+            for k, score, m in zip(ended, scores, metrics):
+                rewards[k] = score - (last[k] if dense else 0.0)
+                finals[k] = (score, m)
+        ongoing = [int(k) for k in np.flatnonzero(~np.asarray(done))]
+        if dense and ongoing:
+            raw = self.reward_fn([prompts[k] for k in ongoing], texts_of(ongoing), [references[k] for k in ongoing])
+            for k, score in zip(ongoing, check_scores(self.reward_fn.name, raw, len(ongoing))):
+                rewards[k], last[k] = score - last[k], score
+        return rewards, last, finals
 
     def _observation(self, with_eos: bool = False) -> dict[str, np.ndarray]:
         ids = np.full(self.max_prompt_length + self.max_new_tokens, self.pad_token_id, dtype=np.int64)
@@ -255,15 +329,6 @@ class TextEnv(gym.Env):
         """The prompt as the model sees it (after truncation)."""
         return self._prompt_text
 
-    def _score(self, text: str) -> float:
-        return self._checked(self.reward_fn([self.prompt_text()], [text], [list(self._sample.references)])[0])
-
-    def _checked(self, value: float) -> float:
-        value = float(value)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"reward {self.reward_fn.name} returned {value} for sample {self._sample.id!r}")
-        return value
-
     def _reset_info(self) -> dict[str, Any]:
         assert self._sample is not None
         return {
@@ -273,14 +338,9 @@ class TextEnv(gym.Env):
             "references": list(self._sample.references),
         }
 
-    def _final_info(self) -> dict[str, Any]:
-        assert self._sample is not None
-        text = self.generation_text()
-        scores, metrics = score_episodes(
-            self.reward_fn, self.metric_fns, [self.prompt_text()], [text], [list(self._sample.references)]
-        )
-        return {**self._reset_info(), "generation": text, "num_tokens": len(self._generated),
-                "metrics": metrics[0], "score": scores[0]}
+    def _final_info(self, score: float, metrics: dict[str, float]) -> dict[str, Any]:
+        return {**self._reset_info(), "generation": self.generation_text(), "num_tokens": len(self._generated),
+                "metrics": metrics, "score": score}
 
     def render(self) -> str | None:
         """``"ansi"``: the prompt and the text generated so far."""

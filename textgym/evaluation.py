@@ -10,14 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` picks CUDA when available, else CPU; anything else is passed through."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+from textgym.devices import resolve_device  # re-exported: older code imports it from here
 
 
 def distinct_n(texts: list[str], n: int) -> float:

@@ -17,11 +17,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from textgym.io import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +105,12 @@ def _convert_offline(alias: str, dest: Path) -> Path:
         delattr(config, "quantization_config")
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(gguf_model.state_dict())
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
+    def write(tmp: Path) -> None:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "TEXTGYM_SOURCE").write_text(f"{known.offline_package}/{known.gguf_file}\n")
-        try:
-            os.replace(tmp, dest)  # atomic on one filesystem: readers never see a half folder
-        except OSError:
-            if not (dest / "config.json").is_file():  # lost a race only if the winner finished
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_dir(dest, write, keep_existing=True)  # readers never see a half folder; the first writer wins
     return dest
 
 

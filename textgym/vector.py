@@ -19,14 +19,9 @@ import torch
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from textgym.core import SampleOrder, TextEnv, check_reset_options, check_sample_index, score_episodes
-
-
-def resolve_torch_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from textgym.devices import resolve_device
+from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_options, check_sample_index,
+                          episode_flags)
 
 
 class TokenVecEnv(VecEnv):
@@ -50,7 +45,7 @@ class TokenVecEnv(VecEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.env = env
-        self.device = resolve_torch_device(device)
+        self.device = resolve_device(device)
         self.prompt_length, self.max_new_tokens = env.max_prompt_length, env.max_new_tokens
         self.eos_token_id, self.pad_token_id = env.eos_token_id, env.pad_token_id
         self.render_mode = None
@@ -112,52 +107,61 @@ class TokenVecEnv(VecEnv):
 
     # --- the batched transition ------------------------------------------------------------
     def check_actions(self, actions: Any) -> torch.Tensor:
-        """Validate a batch of token ids; returns them as a ``(N,)`` long tensor on the device."""
-        tensor = torch.as_tensor(actions, device=self.device)
-        if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
-            raise TypeError(f"actions must be integer token ids, got dtype {tensor.dtype}")
-        tensor = tensor.reshape(-1) if tensor.numel() == self.num_envs else tensor
-        if tensor.shape != (self.num_envs,):
-            raise ValueError(f"actions must have shape ({self.num_envs},), got {tuple(torch.as_tensor(actions).shape)}")
-        bad = (tensor < 0) | (tensor >= self.env.vocab_size)
-        if bool(bad.any()):
-            raise ValueError(f"action {int(tensor[bad][0])} is out of range: token ids are 0..{self.env.vocab_size - 1}")
-        return tensor.long()
+        """Validate a batch of token ids; returns them as a ``(N,)`` long tensor on the device.
+
+        Accepts any integer dtype (NumPy arrays, lists, torch tensors on any device); refuses
+        booleans, floats, strings and object arrays with a ``TypeError`` (see :func:`as_token_ids`).
+        """
+        if isinstance(actions, torch.Tensor):
+            if actions.dtype == torch.bool or actions.dtype.is_floating_point or actions.dtype.is_complex:
+                raise TypeError(f"actions must be integer token ids in [0, {self.env.vocab_size - 1}] "
+                                f"(any integer dtype), got a tensor of dtype {actions.dtype}")
+            if actions.numel() != self.num_envs:
+                raise ValueError(f"actions must hold {self.num_envs} token id(s), got shape {tuple(actions.shape)}")
+            tensor = actions.reshape(-1).to(device=self.device, dtype=torch.long)  # (N,)
+            bad = (tensor < 0) | (tensor >= self.env.vocab_size)
+            if bool(bad.any()):
+                raise ValueError(f"action {int(tensor[bad][0])} is out of range: token ids are "
+                                 f"0..{self.env.vocab_size - 1}")
+            return tensor
+        ids = as_token_ids(actions, self.num_envs, self.env.vocab_size)  # (N,) int64
+        return torch.from_numpy(ids).to(self.device)
 
     def advance(self, actions: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
         """Append one token to every unfinished env. ``actions: (N,)`` long on the device.
 
         Returns ``(rewards, terminated, truncated, final_infos)`` as NumPy arrays of shape ``(N,)``
         and ``{env index: TextEnv-style final info}`` for the episodes that ended now. Finished envs
-        ignore their action and get reward 0 until they are reset.
+        ignore their action and get reward 0 until they are reset. The transition and the rewards
+        are TextEnv's own (:func:`episode_flags`, :meth:`TextEnv.score_step`).
         """
         active = ~self.finished  # (N,)
-        is_eos = (actions == self.eos_token_id) & active
+        is_eos, grown, truncated = episode_flags(actions, self.num_generated, self.eos_token_id, self.max_new_tokens)
+        is_eos, truncated = is_eos & active, truncated & active  # (N,)
         position = (self.prompt_length + self.num_generated).clamp(max=self.input_ids.shape[1] - 1)
         rows = self._rows[active]
         self.input_ids[rows, position[active]] = actions[active]  # EOS is shown in the last observation
         self.attention_mask[rows, position[active]] = 1
-        self.num_generated += (active & ~is_eos).long()
-        truncated = active & ~is_eos & (self.num_generated >= self.max_new_tokens)
-        done = is_eos | truncated
-        self.finished |= done
+        self.num_generated = torch.where(active, grown, self.num_generated)
+        self.finished |= is_eos | truncated
         terminated_np, truncated_np = is_eos.cpu().numpy(), truncated.cpu().numpy()
-        done_np, active_np = terminated_np | truncated_np, active.cpu().numpy()
+        running = np.flatnonzero(active.cpu().numpy())
         rewards = np.zeros(self.num_envs, dtype=np.float32)
         final_infos: dict[int, dict[str, Any]] = {}
-        ended = np.flatnonzero(done_np)
-        if len(ended):
-            final_infos = self._finish(ended)
-            for i in ended:
-                rewards[i] = final_infos[i]["score"] - (self._last_score[i] if self.env.reward_mode == "dense" else 0.0)
-        if self.env.reward_mode == "dense":
-            ongoing = np.flatnonzero(active_np & ~done_np)
-            if len(ongoing):
-                texts = self._texts(ongoing)
-                scores = self.env.reward_fn([self._prompt(self._sample_index[i])[1] for i in ongoing], texts,
-                                            [list(self.env.samples[self._sample_index[i]].references) for i in ongoing])
-                for i, score in zip(ongoing, scores):
-                    rewards[i], self._last_score[i] = float(score) - self._last_score[i], float(score)
+        if len(running):
+            reset_infos = [self._reset_info(i) for i in running]
+            step_rewards, last, finals = self.env.score_step(
+                [r["prompt_text"] for r in reset_infos], lambda ks: self._texts(running[ks]),
+                [r["references"] for r in reset_infos], (terminated_np | truncated_np)[running],
+                self._last_score[running])
+            rewards[running], self._last_score[running] = step_rewards, last
+            if finals:
+                ended = running[list(finals)]
+                texts, counts = self._texts(ended), self.num_generated[list(ended)].tolist()
+                for i, k, text, count in zip(ended, finals, texts, counts):
+                    score, metrics = finals[k]
+                    final_infos[int(i)] = {**reset_infos[k], "generation": text, "num_tokens": count,
+                                           "metrics": metrics, "score": score}
         return rewards, terminated_np, truncated_np, final_infos
 
     def _texts(self, envs: Sequence[int]) -> list[str]:
@@ -166,17 +170,6 @@ class TokenVecEnv(VecEnv):
         rows = self.input_ids[list(envs), start : start + max(counts, default=0)].tolist()
         return [t.strip() for t in self.env.tokenizer.batch_decode(
             [row[:c] for row, c in zip(rows, counts)], skip_special_tokens=True)]
-
-    def _finish(self, envs: np.ndarray) -> dict[int, dict[str, Any]]:
-        """Decode and score the episodes that just ended, in one batched reward call."""
-        texts = self._texts(envs)
-        reset_infos = [self._reset_info(i) for i in envs]
-        scores, metrics = score_episodes(self.env.reward_fn, self.env.metric_fns,
-                                         [r["prompt_text"] for r in reset_infos], texts,
-                                         [r["references"] for r in reset_infos])
-        counts = self.num_generated[list(envs)].tolist()
-        return {int(i): {**info, "generation": text, "num_tokens": count, "metrics": m, "score": score}
-                for i, info, text, count, m, score in zip(envs, reset_infos, texts, counts, metrics, scores)}
 
     def observations(self, envs: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """The current observations as NumPy arrays, ``(N, L)`` (or the rows ``envs``)."""

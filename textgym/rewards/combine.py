@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Mapping, Sequence
 
-from textgym.rewards.base import RewardFn
+from textgym.rewards.base import RewardFn, check_scores
 
 __all__ = ["WeightedReward", "score_and_components", "score_components"]
 
@@ -87,11 +87,7 @@ class WeightedReward:
         """Each component's scores, keyed as in ``components`` (unweighted)."""
         out: dict[str, list[float]] = {}
         for key, fn in self.components.items():
-            scores = [float(s) for s in fn(prompts, generations, references)]
-            if len(scores) != len(generations):
-                raise ValueError(f"component {key!r} returned {len(scores)} scores for "
-                                 f"{len(generations)} generations")
-            out[key] = scores
+            out[key] = check_scores(key, fn(prompts, generations, references), len(generations))
         return out
 
     def combine(self, component_scores: Mapping[str, Sequence[float]]) -> list[float]:
@@ -146,7 +142,7 @@ def score_and_components(
     if isinstance(reward, WeightedReward):
         parts = reward.score_components(prompts, generations, references)
         return reward.combine(parts), parts
-    total = [float(s) for s in reward(prompts, generations, references)]
+    total = check_scores(reward.name, reward(prompts, generations, references), len(generations))
     return total, {reward.name: list(total)}
 
 

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from textgym.devices import resolve_device
 from textgym.models import cache_dir, resolve_model_path
 from textgym.rewards.overlap import validate_batch
 
@@ -51,20 +52,6 @@ KNOWN_REWARD_MODELS = {
 }
 RM_CONFIG_FILE = "reward_model.json"
 RM_HEAD_FILE = "head.safetensors"
-
-
-def resolve_device(device: Any = "auto"):
-    """``"auto"`` -> CUDA when available, else CPU; anything else -> ``torch.device(device)``.
-
-    Example:
-        >>> str(resolve_device("cpu"))
-        'cpu'
-    """
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def resolve_encoder_path(name: str | os.PathLike = DEFAULT_ENCODER) -> Path | str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from textgym.io import atomic_dir
 from textgym.rewards.learned import (
     DEFAULT_ENCODER,
     RM_CONFIG_FILE,
@@ -134,23 +133,15 @@ class RewardModel(_BatchedScorer):
         from safetensors.torch import save_file
 
         dest = Path(path).expanduser()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             self.encoder.save_pretrained(tmp / "encoder")
             self.tokenizer.save_pretrained(tmp / "encoder")
             state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
             save_file(state, tmp / RM_HEAD_FILE)
             (tmp / RM_CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-            old = None
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}-old-{os.getpid()}")
-                os.replace(dest, old)
-            os.replace(tmp, dest)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        atomic_dir(dest, write)
         return dest
 
     @classmethod

@@ -166,7 +166,7 @@ def sample_pairs(env_id: str, policy: Any, store: PreferenceStore | str | os.Pat
     import torch
 
     from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.rewards.learned import resolve_device
+    from textgym.devices import resolve_device
 
     store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
     tok = load_tokenizer(tokenizer if tokenizer is not None else (policy if isinstance(policy, (str, os.PathLike)) else None))
