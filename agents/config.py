@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -17,10 +18,75 @@ from pathlib import Path
 from typing import Any, Union
 
 ALGOS = ("ppo", "a2c", "sft")
+SPLITS = ("train", "validation", "test")
+REWARD_MODES = ("terminal", "dense")
+MAX_TOKENS = 8192  # as textgym.core's sanity bound on lengths
+
+# Allowed range of every numeric field: (low, high, low is open, high is open); None: unbounded.
+# Every float must also be finite, and None is allowed only where the field's type says so.
+_RANGES: dict[str, dict[str, tuple[float | None, float | None, bool, bool]]] = {
+    "EnvConfig": {"max_prompt_length": (1, MAX_TOKENS, False, False), "max_new_tokens": (1, MAX_TOKENS, False, False)},
+    "PolicyConfig": {"temperature": (0, None, True, False), "top_k": (1, None, False, False),
+                     "top_p": (0, 1, True, False)},
+    "PPOConfig": {"learning_rate": (0, None, True, False), "n_steps": (1, None, False, False),
+                  "batch_size": (1, None, False, False), "n_epochs": (1, None, False, False),
+                  "gamma": (0, 1, False, False), "gae_lambda": (0, 1, False, False),
+                  "clip_range": (0, None, True, False), "ent_coef": (0, None, False, False),
+                  "vf_coef": (0, None, False, False), "max_grad_norm": (0, None, True, False),
+                  "target_kl": (0, None, True, False), "kl_coef": (0, None, False, False),
+                  "kl_target": (0, None, True, False)},
+    "A2CConfig": {"learning_rate": (0, None, True, False), "n_steps": (1, None, False, False),
+                  "gamma": (0, 1, False, False), "gae_lambda": (0, 1, False, False),
+                  "ent_coef": (0, None, False, False), "vf_coef": (0, None, False, False),
+                  "max_grad_norm": (0, None, True, False), "kl_coef": (0, None, False, False),
+                  "kl_target": (0, None, True, False)},
+    "SFTConfig": {"learning_rate": (0, None, True, False), "epochs": (0, None, True, False),
+                  "batch_size": (1, None, False, False), "weight_decay": (0, None, False, False),
+                  "max_grad_norm": (0, None, True, False)},
+    "EvalConfig": {"n": (1, None, False, False), "batch_size": (1, None, False, False), "show": (0, None, False, False)},
+    "CheckpointConfig": {"every": (0, None, False, False), "keep": (1, None, False, False)},
+    "TrainConfig": {"total_timesteps": (1, None, False, False), "num_envs": (1, None, False, False),
+                    "threads": (1, None, False, False), "seed": (0, 2**32 - 1, False, False)},
+}
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def check_ranges(obj: Any) -> None:
+    """Raise ValueError naming the first field of dataclass ``obj`` outside its allowed range.
+
+    >>> check_ranges(PPOConfig(n_steps=0))
+    Traceback (most recent call last):
+    ...
+    ValueError: n_steps must be >= 1, got 0
+    """
+    import math
+
+    for name, (low, high, low_open, high_open) in _RANGES.get(type(obj).__name__, {}).items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        allowed = _range_text(low, high, low_open, high_open)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
+        if (low is not None and (value <= low if low_open else value < low)) or \
+                (high is not None and (value >= high if high_open else value > high)):
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+class _Checked:
+    """Mixin: the dataclass's numeric fields are checked against ``_RANGES`` on creation."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass
-class EnvConfig:
+class EnvConfig(_Checked):
     """Which environment to train on and its keyword arguments (``None``: the id's preset)."""
 
     id: str = "textgym/Generation-v0"
@@ -30,9 +96,17 @@ class EnvConfig:
     max_prompt_length: int | None = None
     max_new_tokens: int | None = 16
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from textgym import check_env_id
+
+        check_env_id(self.id)
+        if self.reward_mode is not None and self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)} or null, got {self.reward_mode!r}")
+
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(_Checked):
     """``policy_kwargs`` of the TransformerPolicy (sampling controls apply to the action distribution)."""
 
     temperature: float = 1.0
@@ -42,7 +116,7 @@ class PolicyConfig:
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(_Checked):
     """agents.PPO hyperparameters (SB3 names); defaults sized for a few minutes on a 2-core CPU."""
 
     learning_rate: float = 1e-5
@@ -61,7 +135,7 @@ class PPOConfig:
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(_Checked):
     """agents.A2C hyperparameters (SB3 names)."""
 
     learning_rate: float = 1e-5
@@ -76,7 +150,7 @@ class A2CConfig:
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(_Checked):
     """Supervised warm start: teacher-forced fine-tuning on the train split's references."""
 
     learning_rate: float = 5e-5
@@ -88,7 +162,7 @@ class SFTConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Checked):
     """Evaluation on held-out items before and after training (greedy decoding)."""
 
     split: str = "validation"
@@ -98,9 +172,14 @@ class EvalConfig:
     before: bool = True
     after: bool = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {self.split!r}")
+
 
 @dataclass
-class CheckpointConfig:
+class CheckpointConfig(_Checked):
     """``every``: env steps between periodic checkpoints (0: final only); ``keep``: periodic ones kept;
     ``save_agent``: also write ``agent.zip`` (SB3's whole state, to resume; about 16x the model's size)."""
 
@@ -110,7 +189,7 @@ class CheckpointConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Checked):
     """Everything one ``textgym train`` run needs.
 
     Args:
@@ -146,11 +225,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {list(ALGOS)}, got {self.algo!r}")
-        for name in ("total_timesteps", "num_envs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
+        super().__post_init__()
+        from textgym.devices import resolve_device
+
+        resolve_device(self.device)  # an unknown or absent device fails now, not after loading the model
+        if self.out is not None:
+            from textgym.io import check_writable_dir
+
+            check_writable_dir(self.out, "out")
 
     def run_dir(self) -> Path:
         """The output folder: ``out`` or ``runs/<algo>-<env name>-seed<seed>``."""
@@ -181,10 +263,15 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads 1e-5 (no dot) as a string
     elif hint in (int, str, bool):
         if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
             return value
     raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
+
+
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _type_name(hint: Any) -> str:
@@ -213,7 +300,11 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     try:
         return cls(**kwargs)
     except ValueError as exc:
-        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+        text = str(exc)
+        field_name = text.split(" ", 1)[0]
+        if where and field_name in allowed:  # "n_steps must be >= 1" -> "ppo.n_steps must be >= 1"
+            raise ConfigError(f"{where}.{text}") from None
+        raise ConfigError(f"{where + ': ' if where else ''}{text}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

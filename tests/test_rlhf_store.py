@@ -45,7 +45,7 @@ def test_answers_are_committed_once_per_pair_and_annotator(store):
     rows = sqlite3.connect(store.path).execute("SELECT pair_id, annotator, choice FROM answers").fetchall()
     assert sorted(rows) == sorted([(first, "default", "B"), (first, "bob", "A")])
     assert [p.pair_id for p in store.pending()] == [second]
-    assert store.progress() == {"total": 2, "answered": 1, "pending": 1, "A": 0, "B": 1, "tie": 0, "skip": 0}
+    assert store.progress() == {"total": 2, "answered": 1, "pending": 1, "A": 0, "B": 1, "tie": 0, "skip": 0, "imported": 0}
     store.answer(second, "tie")
     prefs = store.preferences()
     assert [(p.chosen, p.rejected, p.tie) for p in prefs] == [("b", "a", False), ("a", "b", False), ("c", "d", True)]

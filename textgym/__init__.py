@@ -48,6 +48,30 @@ for _env in ENVS:
         register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset})
 
 
+def check_env_id(env_id: object) -> str:
+    """Return ``env_id`` if it is a registered id of a textgym text environment, else raise ValueError.
+
+    >>> check_env_id("CartPole-v1")
+    Traceback (most recent call last):
+    ...
+    ValueError: env id 'CartPole-v1' is not a textgym text environment; use one of the registered textgym ids: textgym/Generation-v0, textgym/Summarization-v0, textgym/Dialogue-v0, textgym/CommonGen-v0, textgym/IMDB-v0, textgym/CNNDailyMail-v0, textgym/SAMSum-v0, textgym/DialogSum-v0, textgym/DailyDialog-v0
+    """
+    from gymnasium.envs.registration import load_env_creator
+
+    known = "registered textgym ids: " + ", ".join(e.env_id for e in ENVS)
+    if not isinstance(env_id, str) or env_id not in registry:
+        raise ValueError(f"unknown env id {env_id!r}; {known}")
+    entry = registry[env_id].entry_point
+    try:
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"env id {env_id!r} cannot be loaded ({exc})") from None
+    from textgym.core import TextEnv
+
+    if not (isinstance(creator, type) and issubclass(creator, TextEnv)):
+        raise ValueError(f"env id {env_id!r} is not a textgym text environment; use one of the {known}")
+    return env_id
+
 
 def __getattr__(name: str):
     # make_vec pulls in torch and SB3: import it on first use, keeping `import textgym` cheap.
@@ -58,4 +82,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'textgym' has no attribute {name!r}")
 
 
-__all__ = ["ENVS", "EnvInfo", "__version__", "make_vec"]
+__all__ = ["ENVS", "EnvInfo", "__version__", "check_env_id", "make_vec"]

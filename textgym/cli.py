@@ -11,7 +11,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
+
+from textgym.argtypes import int_in
+from textgym.io import atomic_write_json, check_writable_file
+
+MAX_TOKENS_LIMIT = 8192  # textgym.core's bound on lengths (not imported: core pulls in numpy and gymnasium)
 
 CHECKPOINT_META = "textgym_checkpoint.json"  # written by agents.checkpoints.save_checkpoint
 EVAL_METRICS = ("bleu", "rouge1", "rouge2", "rougeL")
@@ -53,12 +58,9 @@ def _env_class(entry_point: str):
 
 
 def _check_env_id(env_id: str) -> None:
-    import gymnasium as gym
+    from textgym import check_env_id
 
-    import textgym
-
-    if env_id not in gym.registry:
-        raise ValueError(f"unknown env id {env_id!r}; registered textgym ids: {[e.env_id for e in textgym.ENVS]}")
+    check_env_id(env_id)
 
 
 # --- eval ----------------------------------------------------------------------------------
@@ -71,10 +73,17 @@ def _eval_model(args: argparse.Namespace) -> tuple[str, str]:
             what = "does not exist" if not path.exists() else "is not a model checkpoint (no config.json)"
             raise FileNotFoundError(f"checkpoint {path} {what}{hint}")
         meta_file = path / CHECKPOINT_META
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        meta = _read_json(meta_file) if meta_file.is_file() else {}
         return str(path), args.base_model or meta.get("base_model") or str(path)
     model = args.model or "smollm2-135m"
     return model, args.base_model or model
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({exc})") from None
 
 
 def eval_metrics(env_id: str, extra: Sequence[str] | None = None) -> list[str]:
@@ -91,11 +100,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _check_env_id(args.env)
     model, base_model = _eval_model(args)
+    out = Path(args.out) if args.out else Path("runs") / "eval" / f"{_slug(model)}-{_slug(args.env)}-{args.split}.json"
+    check_writable_file(out, "--out")  # before the evaluation runs, not after
     env_kwargs: dict[str, Any] = {"metrics": eval_metrics(args.env, args.metrics)}
     for key in ("data_dir", "max_new_tokens", "reward"):
-        if getattr(args, key):
+        if getattr(args, key) is not None:  # 0 is a value, not "unset"
             env_kwargs[key] = getattr(args, key)
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -113,7 +124,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"  source:     {record['source'][:200]!r}")
         print(f"  generation: {record['generation']!r}")
         print(f"  reference:  {record['references'][0]!r}\n")
-    out = Path(args.out) if args.out else Path("runs") / "eval" / f"{_slug(model)}-{_slug(args.env)}-{args.split}.json"
     payload = {"env": args.env, "split": args.split, "model": str(model), "base_model": base_model,
                "metrics": metrics, "records": result.records, "seconds": result.seconds}
     atomic_write_json(out, payload)
@@ -184,24 +194,32 @@ def _add_eval(sub: Any) -> None:
     which.add_argument("--checkpoint", default=None, help="a checkpoint folder written by textgym train")
     ev.add_argument("--base-model", default=None, help="judge of perplexity (default: the checkpoint's base model)")
     ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    ev.add_argument("--n", type=int, default=32, help="number of items (default: %(default)s)")
-    ev.add_argument("--batch-size", type=int, default=16)
-    ev.add_argument("--max-new-tokens", type=int, default=None)
+    ev.add_argument("--n", type=int_in(1), default=32, help="number of items (default: %(default)s)")
+    ev.add_argument("--batch-size", type=int_in(1), default=16)
+    ev.add_argument("--max-new-tokens", type=int_in(1, MAX_TOKENS_LIMIT), default=None)
     ev.add_argument("--reward", default=None, help="reward name (default: the id's)")
     ev.add_argument("--metrics", nargs="*", help="extra metrics, e.g. chrf or a learned reward rm:NAME")
     ev.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
     ev.add_argument("--device", default="auto")
-    ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--threads", type=int_in(1), default=None)
     ev.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     ev.add_argument("--no-perplexity", action="store_true", help="skip the perplexity under the base model")
-    ev.add_argument("--show", type=int, default=3, help="sample generations to print")
+    ev.add_argument("--show", type=int_in(0), default=3, help="sample generations to print")
     ev.add_argument("--out", default=None, help="JSON file (default: runs/eval/<model>-<env>-<split>.json)")
     ev.set_defaults(func=_cmd_eval)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one ``error:`` line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="textgym", description="RL environments for language models on real text tasks")
+    parser = _Parser(prog="textgym", description="RL environments for language models on real text tasks")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="table of every registered environment id").set_defaults(func=_cmd_list)
     _add_train(sub)
@@ -211,12 +229,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_ERROR_CHARS = 400
+
+
+def error_line(exc: BaseException) -> str:
+    """One short line for an exception: its message on one line, cut to ``MAX_ERROR_CHARS``.
+
+    Exceptions that do not describe bad input themselves (anything but ValueError, TypeError,
+    OSError, ImportError, LookupError) are prefixed with their type.
+
+    >>> error_line(ValueError("n must be >= 1,\n  got 0"))
+    'n must be >= 1, got 0'
+    >>> error_line(ZeroDivisionError("division by zero"))
+    'ZeroDivisionError: division by zero'
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = f"no such key {exc.args[0]!r}"
+    if not isinstance(exc, (ValueError, TypeError, OSError, ImportError, LookupError)):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a ``textgym`` command. Every failure prints one ``error:`` line and returns 2
+    (130 on Ctrl-C); ``--debug`` (anywhere on the line) shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
+    command = " ".join(filter(None, [args.command, getattr(args, "rlhf_command", None)]))
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        print(f"textgym {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"textgym {command}: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001: the CLI's one place that turns failures into a line
+        if debug:
+            raise
+        print(f"textgym {command}: error: {error_line(exc)} (--debug shows the traceback)"
+              if not isinstance(exc, (ValueError, TypeError, OSError, ImportError, LookupError))
+              else f"textgym {command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -27,8 +27,8 @@ import uuid
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_write", "atomic_write_json", "clean_orphans", "read_dir",
-           "recover_dir"]
+__all__ = ["atomic_dir", "atomic_file", "atomic_write", "atomic_write_json", "check_writable_dir",
+           "check_writable_file", "clean_orphans", "read_dir", "recover_dir"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -224,3 +224,47 @@ def atomic_dir(dest: str | os.PathLike, write: Callable[[Path], None], *, keep_e
         if tmp.exists():
             _fs.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _probe(folder: Path, target: Path, what: str) -> None:
+    """Make ``folder`` and write (then remove) a small file in it; OSError says why it failed."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{what} {target} cannot be created: {ancestor} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = _tmp_name(folder / ".write-probe", ".tmp")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{what} {target} cannot be written: {exc.strerror or exc}") from None
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Make folder ``path`` and check that files can be written in it, before any long work.
+
+    Raises:
+        OSError: It cannot be made or written (the message names ``what`` and the path).
+
+    Example:
+        >>> check_writable_dir("/etc/passwd/run", "--out")
+        Traceback (most recent call last):
+        ...
+        NotADirectoryError: --out /etc/passwd/run cannot be created: /etc/passwd is a file, not a folder
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} is a file, not a folder")
+    _probe(path, path, what)
+    return path
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Make the folder of file ``path`` and check that it can be written there, before any long work."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file name")
+    _probe(path.parent, path, what)
+    return path

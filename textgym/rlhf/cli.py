@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+from textgym.argtypes import float_in, int_in, port
+
 __all__ = ["add_rlhf_commands"]
 
 
@@ -27,10 +29,13 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from textgym.rlhf.collect import sample_pairs, serve
     from textgym.rlhf.store import PreferenceStore
 
+    from textgym import check_env_id
+
+    check_env_id(args.env)
     store = PreferenceStore(args.db)
     if args.n > 0:
         kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
-        if args.max_new_tokens:
+        if args.max_new_tokens is not None:  # 0 would be a value, not "unset" (and is refused by its type)
             kwargs["max_new_tokens"] = args.max_new_tokens
         start = time.perf_counter()
         ids = sample_pairs(args.env, args.policy, store, args.n, split=args.split, temperature=args.temperature,
@@ -64,8 +69,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_rm(args: argparse.Namespace) -> int:
+    from textgym.io import check_writable_dir
     from textgym.rlhf.train import train_reward_model
 
+    check_writable_dir(args.out, "--out")
     metrics = train_reward_model(args.db, args.out, encoder=args.encoder, input=args.input,
                                  max_length=args.max_length, head_hidden=args.head_hidden,
                                  heldout_fraction=args.heldout, config=_fit_config(args), device=args.device)
@@ -77,7 +84,9 @@ def _cmd_train_rm(args: argparse.Namespace) -> int:
 def _cmd_train_sentiment(args: argparse.Namespace) -> int:
     from textgym.rlhf.sentiment import sentiment_model_path, train_sentiment_model
 
-    out = args.out or sentiment_model_path()
+    from textgym.io import check_writable_dir
+
+    out = check_writable_dir(args.out or sentiment_model_path(), "--out")
     start = time.perf_counter()
     metrics = train_sentiment_model(args.data_dir, out, encoder=args.encoder, max_length=args.max_length,
                                     head_hidden=args.head_hidden, heldout_fraction=args.heldout, limit=args.limit,
@@ -91,14 +100,14 @@ def _cmd_train_sentiment(args: argparse.Namespace) -> int:
 
 def _train_options(p: argparse.ArgumentParser, n_epochs: int, max_length: int) -> None:
     p.add_argument("--encoder", default="all-MiniLM-L6-v2", help="encoder name or folder (default: %(default)s)")
-    p.add_argument("--max-length", type=int, default=max_length, help="tokens per input (default: %(default)s)")
-    p.add_argument("--head-hidden", type=int, default=0, help="hidden width of the head; 0: linear")
-    p.add_argument("--heldout", type=float, default=0.1, help="held-out share for the report (default: %(default)s)")
-    p.add_argument("--n-epochs", type=int, default=n_epochs)
-    p.add_argument("--learning-rate", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int_in(1, 8192), default=max_length, help="tokens per input (default: %(default)s)")
+    p.add_argument("--head-hidden", type=int_in(0, 65536), default=0, help="hidden width of the head; 0: linear")
+    p.add_argument("--heldout", type=float_in(0, 1, high_open=True), default=0.1, help="held-out share for the report (default: %(default)s)")
+    p.add_argument("--n-epochs", type=int_in(1), default=n_epochs)
+    p.add_argument("--learning-rate", type=float_in(0, low_open=True), default=3e-3)
+    p.add_argument("--batch-size", type=int_in(1), default=64)
     p.add_argument("--train-encoder", action="store_true", help="fine-tune the encoder too (slow on a CPU)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.add_argument("--device", default="auto")
 
 
@@ -111,20 +120,20 @@ def add_rlhf_commands(subparsers: Any) -> None:
     col.add_argument("--env", default="textgym/Generation-v0", help="registered id (default: %(default)s)")
     col.add_argument("--policy", default="smollm2-135m", help="model name or folder (default: %(default)s)")
     col.add_argument("--db", default="preferences.sqlite", help="preference store (default: %(default)s)")
-    col.add_argument("--n", type=int, default=32, help="new prompts to sample; 0: only serve (default: %(default)s)")
+    col.add_argument("--n", type=int_in(0), default=32, help="new prompts to sample; 0: only serve (default: %(default)s)")
     col.add_argument("--split", default="train", choices=("train", "validation", "test"))
     col.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
-    col.add_argument("--max-new-tokens", type=int, default=None)
-    col.add_argument("--temperature", type=float, default=1.0)
-    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--max-new-tokens", type=int_in(1, 8192), default=None)
+    col.add_argument("--temperature", type=float_in(0, low_open=True), default=1.0)
+    col.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     col.add_argument("--device", default="auto")
-    col.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    col.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default: a free one)")
     col.add_argument("--no-serve", action="store_true", help="only sample; label later with `rlhf serve`")
     col.set_defaults(func=_cmd_collect)
 
     srv = sub.add_parser("serve", help="serve the labelling page for a store (resumes where it stopped)")
     srv.add_argument("--db", default="preferences.sqlite")
-    srv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    srv.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default: a free one)")
     srv.set_defaults(func=_cmd_serve)
 
     imp = sub.add_parser("import", help="load preference pairs from JSONL (prompt, chosen, rejected)")
@@ -143,7 +152,7 @@ def add_rlhf_commands(subparsers: Any) -> None:
     sen = sub.add_parser("train-sentiment", help="train the IMDB sentiment reward model (rm:imdb-sentiment)")
     sen.add_argument("--data-dir", default=None, help="folder with imdb/ and sentiment/ (default: $TEXTGYM_DATA_DIR)")
     sen.add_argument("--out", default=None, help="folder (default: <textgym cache>/reward_models/imdb-sentiment)")
-    sen.add_argument("--limit", type=int, default=None, help="at most this many texts per source (quick runs)")
+    sen.add_argument("--limit", type=int_in(1), default=None, help="at most this many texts per source (quick runs)")
     sen.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     _train_options(sen, n_epochs=40, max_length=128)
     sen.set_defaults(func=_cmd_train_sentiment)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,9 +40,23 @@ def _static(name: str) -> bytes:
     return resources.files("textgym.rlhf").joinpath("static", name).read_bytes()
 
 
+MAX_BODY = 65536
+MAX_NAME = 200  # annotator names and pair ids are short
+
+
 class _Handler(BaseHTTPRequestHandler):
+    """The page and its JSON API, for the browser on this machine only.
+
+    Every request must name this server in ``Host`` (a DNS-rebinding page names its own host);
+    a POST must come from the page's own origin (``Origin``, when the browser sends one) with
+    ``Content-Type: application/json`` (a cross-site form or ``text/plain`` fetch cannot set it
+    without a CORS preflight, which this server never grants). A client that stalls is dropped
+    after ``timeout`` seconds.
+    """
+
     store: PreferenceStore  # set on the subclass made by make_server
     server_version = "textgym-rlhf"
+    timeout = 15  # seconds a request may take to arrive (a short body no longer blocks a thread)
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet: one line per answer is enough
         pass
@@ -59,6 +74,25 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, payload: dict[str, Any], status: int = HTTPStatus.OK) -> None:
         self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json")
 
+    def _origins(self) -> set[str]:
+        port = self.server.server_address[1]
+        return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+
+    def _refused(self, post: bool) -> str | None:
+        """Why this request is refused (Host, Origin, Sec-Fetch-Site, Content-Type), or None."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host not in self._origins():
+            return f"Host {host[:80]!r} is not this server; open http://127.0.0.1:{self.server.server_address[1]}/"
+        site = self.headers.get("Sec-Fetch-Site")
+        if post and site is not None and site not in ("same-origin", "none"):
+            return f"cross-site requests are refused (Sec-Fetch-Site: {site[:40]})"
+        origin = self.headers.get("Origin")
+        if post and origin is not None and origin.strip().lower() not in {f"http://{o}" for o in self._origins()}:
+            return f"requests from origin {origin[:80]!r} are refused; only this page may post answers"
+        if post and self.headers.get_content_type() != "application/json":
+            return f"Content-Type must be application/json, got {self.headers.get('Content-Type', '')[:60]!r}"
+        return None
+
     def _state(self, annotator: str) -> dict[str, Any]:
         pending = self.store.pending(annotator, limit=1)
         pair = None
@@ -69,6 +103,9 @@ class _Handler(BaseHTTPRequestHandler):
         return {"pair": pair, "progress": self.store.progress(annotator)}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        why = self._refused(post=False)
+        if why:
+            return self._json({"error": why}, HTTPStatus.FORBIDDEN)
         url = urlparse(self.path)
         if url.path in ("/", "/index.html"):
             return self._send(HTTPStatus.OK, _static("page.html"), "text/html")
@@ -76,25 +113,64 @@ class _Handler(BaseHTTPRequestHandler):
             name = url.path[8:]
             return self._send(HTTPStatus.OK, _static(name), _STATIC[name])
         if url.path == "/api/next":
-            annotator = parse_qs(url.query).get("annotator", [DEFAULT_ANNOTATOR])[0]
-            return self._json(self._state(annotator))
-        self._json({"error": f"no such page {url.path}"}, HTTPStatus.NOT_FOUND)
+            annotator = parse_qs(url.query).get("annotator", [DEFAULT_ANNOTATOR])[0][:MAX_NAME]
+            return self._guarded(lambda: self._json(self._state(annotator)))
+        self._json({"error": f"no such page {url.path[:80]}"}, HTTPStatus.NOT_FOUND)
+
+    def _read_answer(self) -> tuple[str, str, str]:
+        """``(pair_id, choice, annotator)`` from the request body; ValueError says what is wrong."""
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 < length <= MAX_BODY:
+            raise ValueError(f"body must be 1..{MAX_BODY} bytes of JSON")
+        raw = self.rfile.read(length)
+        if len(raw) != length:
+            raise ValueError(f"body ended after {len(raw)} of {length} bytes")
+        try:
+            body = json.loads(raw)
+        except RecursionError:
+            raise ValueError("body is nested too deeply; send a flat JSON object") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"body is not UTF-8 JSON ({err})") from None
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        fields = {"pair_id": body.get("pair_id"), "choice": body.get("choice"),
+                  "annotator": body.get("annotator", DEFAULT_ANNOTATOR) or DEFAULT_ANNOTATOR}
+        for key, value in fields.items():
+            if not isinstance(value, str) or len(value) > MAX_NAME:
+                raise ValueError(f"{key} must be a string of at most {MAX_NAME} characters")
+        return fields["pair_id"], fields["choice"], fields["annotator"]
+
+    def _guarded(self, respond: Any) -> None:
+        try:
+            respond()
+        except sqlite3.Error as err:  # a locked, full or corrupt database: say so, keep serving
+            self._json({"error": f"the preference store failed: {err}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def do_POST(self) -> None:  # noqa: N802
+        why = self._refused(post=True)
+        if why:
+            return self._json({"error": why}, HTTPStatus.FORBIDDEN)
         if urlparse(self.path).path != "/api/answer":
             return self._json({"error": "POST only to /api/answer"}, HTTPStatus.NOT_FOUND)
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            if not 0 < length <= 65536:
-                raise ValueError("body must be 1..65536 bytes of JSON")
-            body = json.loads(self.rfile.read(length))
-            if not isinstance(body, dict):
-                raise ValueError("body must be a JSON object")
-            annotator = str(body.get("annotator") or DEFAULT_ANNOTATOR)
-            stored = self.store.answer(str(body.get("pair_id", "")), str(body.get("choice", "")), annotator)
-        except ValueError as err:  # bad JSON, unknown pair or choice
-            return self._json({"error": f"{err}; choices: {list(CHOICES)}"}, HTTPStatus.BAD_REQUEST)
-        self._json({"stored": stored, **self._state(annotator)})
+            pair_id, choice, annotator = self._read_answer()
+        except TimeoutError:
+            self.close_connection = True
+            return self._json({"error": "the request body did not arrive in time"}, HTTPStatus.REQUEST_TIMEOUT)
+        except ValueError as err:
+            return self._json({"error": str(err)}, HTTPStatus.BAD_REQUEST)
+
+        def respond() -> None:
+            try:
+                stored = self.store.answer(pair_id, choice, annotator)
+            except ValueError as err:  # unknown pair or choice
+                return self._json({"error": f"{err}; choices: {list(CHOICES)}"}, HTTPStatus.BAD_REQUEST)
+            self._json({"stored": stored, **self._state(annotator)})
+
+        self._guarded(respond)
 
 
 def make_server(store: PreferenceStore | str | os.PathLike, port: int = 0,

@@ -21,7 +21,7 @@ Example:
     >>> store.answer(pid, "A"), store.answer(pid, "B")  # the second answer is ignored
     (True, False)
     >>> store.progress()
-    {'total': 1, 'answered': 1, 'pending': 0, 'A': 1, 'B': 0, 'tie': 0, 'skip': 0}
+    {'total': 1, 'answered': 1, 'pending': 0, 'A': 1, 'B': 0, 'tie': 0, 'skip': 0, 'imported': 0}
     >>> [(p.chosen, p.rejected) for p in store.preferences()]
     [('Hello!', 'Go away.')]
 """
@@ -41,6 +41,7 @@ from typing import Any, Iterable, Iterator
 __all__ = ["CHOICES", "Pair", "Preference", "PreferenceStore", "pair_id"]
 
 CHOICES = ("A", "B", "tie", "skip")
+IMPORT_PREFIX = "import:"  # annotator (and source) of imported answers
 DEFAULT_ANNOTATOR = "default"
 
 _SCHEMA = """
@@ -71,6 +72,20 @@ CREATE TRIGGER IF NOT EXISTS answers_append_only_u BEFORE UPDATE ON answers
 CREATE TRIGGER IF NOT EXISTS answers_append_only_d BEFORE DELETE ON answers
     BEGIN SELECT RAISE(ABORT, 'answers are append-only'); END;
 """
+
+
+_NOT_IMPORTED = ("NOT EXISTS (SELECT 1 FROM answers i WHERE i.pair_id = p.pair_id AND "
+                 "substr(i.annotator, 1, 7) = 'import:')")
+
+
+def _lines(handle: Any, path: Path) -> Iterator[str]:
+    """The lines of a text file; bad UTF-8 raises ValueError naming the file and line."""
+    line_no = 0
+    try:
+        for line_no, line in enumerate(handle, start=1):
+            yield line
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}:{line_no + 1}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
 
 
 def pair_id(prompt: str, a: str, b: str) -> str:
@@ -117,13 +132,30 @@ class PreferenceStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise IsADirectoryError(f"preference store {self.path} is a folder; give an SQLite file name "
+                                    "(e.g. preferences.sqlite)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-            con.executescript(_SCHEMA)
-            con.commit()
+        try:
+            with closing(self._connect()) as con:
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise ValueError(f"preference store {self.path}: SQLite refused WAL mode (got {mode!r})")
+                con.executescript(_SCHEMA)
+                con.commit()
+                self._check_schema(con)
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"preference store {self.path} is not a textgym preference database ({err}); "
+                             "give a new file name or one written by textgym rlhf") from None
+
+    def _check_schema(self, con: sqlite3.Connection) -> None:
+        """A file that already had other tables named ``pairs`` / ``answers`` is refused now."""
+        for table, needed in (("pairs", {"seq", "pair_id", "prompt", "a", "b", "source", "meta", "created"}),
+                              ("answers", {"seq", "pair_id", "annotator", "choice", "created"})):
+            columns = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+            if not needed <= columns:
+                raise ValueError(f"preference store {self.path} has a table {table!r} that is not textgym's "
+                                 f"(missing columns {sorted(needed - columns)}); use another file")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30.0)
@@ -185,10 +217,12 @@ class PreferenceStore:
             ValueError: A line is not JSON or lacks a field (names the file and line).
         """
         path = Path(path)
-        who = annotator or f"import:{path.name}"
+        who = annotator or f"{IMPORT_PREFIX}{path.name}"
         items, n_added = [], 0
-        with path.open(encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, start=1):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist or is not a file")
+        with path.open(encoding="utf-8", errors="strict") as fh:
+            for line_no, line in enumerate(_lines(fh, path), start=1):
                 if not line.strip():
                     continue
                 try:
@@ -200,8 +234,11 @@ class PreferenceStore:
                 if missing:
                     raise ValueError(f"{path}:{line_no}: needs string fields prompt, chosen, "
                                      f"rejected; missing or not a string: {missing}")
+                if row["chosen"] == row["rejected"]:
+                    raise ValueError(f"{path}:{line_no}: chosen and rejected are the same text; a preference "
+                                     "needs two different candidates")
                 items.append((row["prompt"], row["chosen"], row["rejected"]))
-        for pid in self.add_pairs(items, source=f"import:{path.name}"):
+        for pid in self.add_pairs(items, source=f"{IMPORT_PREFIX}{path.name}"):
             n_added += self.answer(pid, "A", who)
         return len(items), n_added
 
@@ -218,7 +255,8 @@ class PreferenceStore:
     def pending(self, annotator: str = DEFAULT_ANNOTATOR, limit: int | None = None) -> list[Pair]:
         """Pairs this annotator has not answered yet, in the order added."""
         sql = ("SELECT pair_id, prompt, a, b, source, meta FROM pairs p WHERE NOT EXISTS "
-               "(SELECT 1 FROM answers x WHERE x.pair_id = p.pair_id AND x.annotator = ?) ORDER BY seq")
+               "(SELECT 1 FROM answers x WHERE x.pair_id = p.pair_id AND x.annotator = ?) AND " + _NOT_IMPORTED +
+               " ORDER BY seq")
         rows = self._rows(sql + (f" LIMIT {int(limit)}" if limit is not None else ""), (annotator,))
         return [Pair(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
@@ -227,13 +265,21 @@ class PreferenceStore:
         return [tuple(r) for r in self._rows("SELECT pair_id, annotator, choice FROM answers ORDER BY seq")]
 
     def progress(self, annotator: str = DEFAULT_ANNOTATOR) -> dict[str, int]:
-        """Counts for one annotator: total pairs, answered, pending, and each choice."""
-        total = self._rows("SELECT COUNT(*) FROM pairs")[0][0]
-        counts = dict(self._rows("SELECT choice, COUNT(*) FROM answers WHERE annotator = ? "
-                                 "GROUP BY choice", (annotator,)))
+        """Counts for one annotator: pairs to label (``total``), answered, pending, each choice.
+
+        Imported pairs arrive labelled: they count under ``imported`` (for an import annotator,
+        under their own answers), never as pending for a person.
+        """
+        if annotator.startswith(IMPORT_PREFIX):
+            total = self._rows("SELECT COUNT(*) FROM pairs")[0][0]
+        else:
+            total = self._rows("SELECT COUNT(*) FROM pairs p WHERE " + _NOT_IMPORTED)[0][0]
+        counts = dict(self._rows("SELECT x.choice, COUNT(*) FROM answers x JOIN pairs p ON p.pair_id = x.pair_id "
+                                 "WHERE x.annotator = ? GROUP BY x.choice", (annotator,)))
         answered = sum(counts.values())
-        return {"total": total, "answered": answered, "pending": total - answered,
-                **{c: counts.get(c, 0) for c in CHOICES}}
+        imported = self._rows("SELECT COUNT(*) FROM pairs p WHERE NOT " + _NOT_IMPORTED)[0][0]
+        return {"total": total, "answered": answered, "pending": max(0, total - answered),
+                **{c: counts.get(c, 0) for c in CHOICES}, "imported": imported}
 
     def preferences(self, include_ties: bool = True) -> list[Preference]:
         """Answers usable for training (skips dropped), one per answer, in the order given."""

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import logging
 import os
 import random
@@ -55,10 +57,16 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"n_epochs and batch_size must be >= 1, got {self.n_epochs}, {self.batch_size}")
-        if self.learning_rate <= 0 or self.encoder_learning_rate <= 0:
-            raise ValueError("learning rates must be > 0")
+        for name in ("n_epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("learning_rate", "encoder_learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            low_ok = value >= 0 if name == "weight_decay" else value > 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
+                raise ValueError(f"{name} must be a finite number {'>= 0' if name == 'weight_decay' else '> 0'}, "
+                                 f"got {value!r}")
 
 
 def split_by_group(items: Sequence[T], groups: Sequence[Any], fraction: float,
@@ -130,7 +138,11 @@ def _train_loop(rm, n: int, config: FitConfig, loss_fn) -> None:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.detach().item() * len(idx)
+                value = loss.detach().item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"reward model training diverged: loss {value} in epoch {epoch + 1}; "
+                                             f"lower the learning rate (now {config.learning_rate})")
+                total += value * len(idx)
             logger.info("epoch %d: loss %.4f", epoch + 1, total / max(n, 1))
     finally:
         rm.head.eval().requires_grad_(False)
