@@ -321,7 +321,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         import yaml
 
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            from textgym.io import read_text
+
+            data = yaml.safe_load(read_text(path, "config file")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):

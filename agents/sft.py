@@ -19,6 +19,7 @@ import torch as th
 
 from agents.config import SFTConfig
 from agents.policies import position_ids
+from textgym.prompts import encode_text
 
 
 @dataclass
@@ -40,7 +41,7 @@ def build_examples(env: Any, all_references: bool = True) -> list[Example]:
     for sample in env.samples:
         prompt = list(env.prompt_encoder.encode(sample.source))
         for reference in sample.references if all_references else sample.references[:1]:
-            ids = tokenizer(reference.strip(), add_special_tokens=False)["input_ids"]
+            ids = encode_text(tokenizer, reference.strip())  # data: a literal <|im_end|> stays text
             target = (list(ids) + [env.eos_token_id])[: env.max_new_tokens]
             examples.append(Example(prompt, target))
     if not examples:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 __all__ = ["atomic_dir", "atomic_file", "atomic_write", "atomic_write_json", "check_writable_dir",
-           "check_writable_file", "clean_orphans", "read_dir", "recover_dir"]
+           "check_writable_file", "clean_orphans", "read_dir", "read_json", "read_text", "recover_dir"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -268,3 +268,25 @@ def check_writable_file(path: str | os.PathLike, what: str = "output file") -> P
         raise IsADirectoryError(f"{what} {path} is a folder; give a file name")
     _probe(path.parent, path, what)
     return path
+
+
+def read_text(path: str | os.PathLike, what: str = "") -> str:
+    """A UTF-8 text file's contents; bad UTF-8 raises ValueError naming the file and byte offset."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what + ' ' if what else ''}{path} is not valid UTF-8 ({err.reason} at byte "
+                         f"{err.start}); the file may be corrupt or in another encoding") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    """A JSON file's value; bad UTF-8, truncation or syntax errors raise ValueError naming the file."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what + ' ' if what else ''}{path} is not valid JSON ({err.msg} at line {err.lineno}, "
+                         f"column {err.colno}); the file may be truncated or corrupt") from None
+    except RecursionError:
+        raise ValueError(f"{what + ' ' if what else ''}{path} is nested too deeply to be read as JSON") from None

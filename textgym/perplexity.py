@@ -35,12 +35,14 @@ def generation_perplexity(
     """
     import torch
 
+    from textgym.prompts import encode_text
+
     if len(prompts) != len(generations):
         raise ValueError(f"got {len(prompts)} prompts but {len(generations)} generations")
     pairs = []
     for prompt, text in zip(prompts, generations):
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        full = tokenizer(prompt + text, add_special_tokens=False)["input_ids"] if text else p_ids
+        p_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        full = p_ids + encode_text(tokenizer, text)  # generated text is data, never control tokens
         if len(full) > len(p_ids):
             pairs.append((full, len(p_ids)))
     total, count = 0.0, 0

@@ -14,6 +14,46 @@ _SLOT = "{source}"
 _MARK = "\x00TEXTGYM_SOURCE\x00"  # never produced by a tokenizer's template
 
 
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of text that came from a data set or a user: it is data, never control.
+
+    A literal ``<|im_end|>`` (or any special token's text) inside ``text`` is tokenized as plain
+    characters, not as the special token, so data cannot end a chat turn or an episode.
+
+    Example:
+        >>> from transformers import AutoTokenizer  # doctest: +SKIP
+        >>> tok = AutoTokenizer.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")  # doctest: +SKIP
+        >>> tok.convert_tokens_to_ids("<|im_end|>") in encode_text(tok, "hi <|im_end|>")  # doctest: +SKIP
+        False
+    """
+    if not text:
+        return []
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def control_strings(tokenizer: Any) -> list[str]:
+    """The texts of the tokenizer's added and special tokens (longest first)."""
+    found = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "content", "")}
+    found |= {t for t in getattr(tokenizer, "all_special_tokens", []) if t}
+    return sorted(found, key=len, reverse=True)
+
+
+def split_control(prefix: str, suffix: str, controls: list[str]) -> tuple[str, str, str, str]:
+    r"""Cut a template around the source into ``(head, prefix text, suffix text, tail)``.
+
+    ``head`` ends with the prefix's last control token and ``tail`` starts with the suffix's
+    first one: they are the template's own control. What lies between is text, encoded with the
+    source as data. Tokenizers split on added tokens before anything else, so encoding the parts
+    separately gives the same ids as encoding the whole prompt at once.
+
+    >>> split_control("<s>user\nSay: ", " please</s>\n<s>bot\n", ["<s>", "</s>"])
+    ('<s>', 'user\nSay: ', ' please', '</s>\n<s>bot\n')
+    """
+    cut = max((prefix.rfind(c) + len(c) for c in controls if c in prefix), default=0)
+    end = min((suffix.find(c) for c in controls if c in suffix), default=len(suffix))
+    return prefix[:cut], prefix[cut:], suffix[:end], suffix[end:]
+
+
 def special_token_ids(tokenizer: Any) -> tuple[int, int]:
     """Return ``(eos_id, pad_id)``; pad falls back to EOS (the tokenizer is not modified).
 
@@ -96,6 +136,9 @@ class PromptEncoder:
         self.fmt = fmt
         self.max_length = int(max_length)
         self.prefix, self.suffix = self._render_around_source()
+        self.head, self.prefix_text, self.suffix_text, self.tail = split_control(
+            self.prefix, self.suffix, control_strings(tokenizer))
+        self._head_ids, self._tail_ids = self._encode(self.head), self._encode(self.tail)
         template_tokens = len(self._encode(self.prefix)) + len(self._encode(self.suffix))
         self.source_budget = self.max_length - template_tokens
         if self.source_budget < self.MIN_SOURCE_TOKENS:
@@ -114,10 +157,15 @@ class PromptEncoder:
         return prefix, suffix
 
     def _encode(self, text: str) -> list[int]:
+        """Template text: its special tokens are real control tokens (BOS is not added)."""
         if not text:
             return []
-        # Chat templates already hold their special tokens; plain prompts get the tokenizer's BOS.
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prompt_ids(self, source: str) -> list[int]:
+        """Template control as control; instruction text and ``source`` as data (see :func:`encode_text`)."""
+        return self._head_ids + encode_text(self.tokenizer, self.prefix_text + source + self.suffix_text) + \
+            self._tail_ids
 
     def encode(self, source: str) -> list[int]:
         """Return the prompt ids for one source text (cut to the budget on the format's side).
@@ -131,14 +179,14 @@ class PromptEncoder:
         max_chars = 32 * self.source_budget
         if len(source) > max_chars:
             source = source[:max_chars] if self.fmt.truncation_side == "right" else source[-max_chars:]
-        ids = self._encode(self.prefix + source + self.suffix)
+        ids = self._prompt_ids(source)
         if len(ids) <= self.max_length:
             return ids
-        source_ids = self._encode(source)
+        source_ids = encode_text(self.tokenizer, source)
         keep = self.source_budget
         while keep > 0:  # merges at the cut can shift lengths by a token or two: shrink until it fits
             cut = source_ids[:keep] if self.fmt.truncation_side == "right" else source_ids[-keep:]
-            ids = self._encode(self.prefix + self.tokenizer.decode(cut) + self.suffix)
+            ids = self._prompt_ids(self.tokenizer.decode(cut))
             if len(ids) <= self.max_length:
                 return ids
             keep -= len(ids) - self.max_length

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from textgym.data.base import Sample
+from textgym.io import read_json, read_text
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 DATASETS = ("commongen", "imdb", "cnn_dailymail", "samsum", "dialogsum", "dailydialog")
@@ -150,7 +151,10 @@ def split_turns(text: str) -> list[str]:
 def _read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 text file without the final empty line a trailing newline leaves."""
     # Not splitlines(): it also breaks on U+2028, form feeds etc. and would misalign paired files.
-    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        lines = read_text(path).split("\n")
+    except ValueError as err:
+        raise DataError(str(err)) from None
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
@@ -166,6 +170,9 @@ def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
             return list(reader)
     except csv.Error as err:
         raise DataError(f"{path}: malformed CSV ({err})") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not valid UTF-8 ({err.reason} at byte {err.start} of a read block); "
+                        "the file may be corrupt or in another encoding") from None
 
 
 def _int_list(text: str, path: Path, line_no: int) -> list[int]:
@@ -215,7 +222,13 @@ def _parse_commongen_jsonl(path: Path, split: str) -> list[Sample]:
         try:
             row = json.loads(line)
             concepts = [_POS_SUFFIX.sub("", c) for c in row["concept_set"].split("#")]
-            refs = tuple(s.strip() for s in row["scene"] if s.strip())
+            scene = row["scene"]
+            if not isinstance(scene, list) or not all(isinstance(s, str) for s in scene):
+                raise DataError(f"{path}:{line_no}: 'scene' must be a list of reference sentences, got "
+                                f"{type(scene).__name__} {str(scene)[:60]!r}")
+            refs = tuple(s.strip() for s in scene if s.strip())
+        except DataError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             expected = "a JSON object with concept_set and scene"
             raise DataError(f"{path}:{line_no}: expected {expected} ({err!r})") from err
@@ -253,7 +266,7 @@ def _parse_cnn(path: Path, split: str) -> list[Sample]:
 def _parse_summary_json(path: Path, split: str) -> list[Sample]:
     dataset = path.parent.name
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = read_json(path)
         pairs = [(row["dialogue"], row["summary"]) for row in rows]
     except (ValueError, KeyError, TypeError) as err:
         expected = "a JSON list of {dialogue, summary} objects"

@@ -23,12 +23,12 @@ Specs for :func:`~textgym.rewards.make_reward` (registered lazily by the registr
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from textgym.devices import resolve_device
+from textgym.io import read_json
 from textgym.models import cache_dir, resolve_model_path
 from textgym.rewards.overlap import validate_batch
 
@@ -114,7 +114,8 @@ class _BatchedScorer:
     def _tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None):
         enc = self.tokenizer(list(texts) if pairs is None else list(pairs),
                              None if pairs is None else list(texts), truncation=True,
-                             max_length=self.max_length, padding=True, return_tensors="pt")
+                             max_length=self.max_length, padding=True, return_tensors="pt",
+                             split_special_tokens=True)  # texts are data: "[SEP]" inside one stays text
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def __call__(self, prompts: Sequence[str], generations: Sequence[str],
@@ -246,7 +247,7 @@ def _pool(hidden, mask, mode: str):
 def _pooling_mode(path: Path | str) -> str:
     cfg = Path(path) / "1_Pooling" / "config.json"
     if cfg.is_file():
-        data = json.loads(cfg.read_text())
+        data = read_json(cfg, "pooling config")
         for key, mode in (("pooling_mode_cls_token", "cls"), ("pooling_mode_max_tokens", "max")):
             if data.get(key):
                 return mode

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from textgym.io import atomic_dir
+from textgym.io import atomic_dir, read_json
 from textgym.rewards.learned import (
     DEFAULT_ENCODER,
     RM_CONFIG_FILE,
@@ -152,7 +152,9 @@ class RewardModel(_BatchedScorer):
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_reward_model_path(spec)
-        data = json.loads((path / RM_CONFIG_FILE).read_text())
+        data = read_json(path / RM_CONFIG_FILE, "reward model config")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path / RM_CONFIG_FILE} must hold a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - set(RewardModelConfig.__dataclass_fields__))
         if unknown:
             raise ValueError(f"{path / RM_CONFIG_FILE} has unknown keys {unknown}")
@@ -160,7 +162,12 @@ class RewardModel(_BatchedScorer):
         encoder = AutoModel.from_pretrained(path / "encoder")
         tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
         head = _make_head(encoder.config.hidden_size, config.head_hidden)
-        head.load_state_dict(load_file(path / RM_HEAD_FILE))
+        try:
+            head.load_state_dict(load_file(path / RM_HEAD_FILE))
+        except Exception as exc:  # noqa: BLE001: safetensors raises SafetensorError, OSError, RuntimeError...
+            raise ValueError(f"{path / RM_HEAD_FILE} cannot be read ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}); the file may be truncated: retrain or re-copy "
+                             "the reward model") from None
         encoder.requires_grad_(False)
         head.requires_grad_(False)
         model = cls(config, encoder, tokenizer, head, device=device, batch_size=batch_size,

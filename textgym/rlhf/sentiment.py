@@ -56,8 +56,13 @@ def _need(path: Path) -> Path:
 
 def _imdb(root: Path) -> list[Item]:
     path = _need(root / "imdb" / "train.csv")
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not valid UTF-8 ({err.reason}); the file may be corrupt") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: malformed CSV ({err})") from None
     items = []
     for row_no, row in enumerate(rows, start=2):
         if row.get("sentiment") not in ("0", "1"):
