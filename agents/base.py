@@ -15,6 +15,8 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from agents.checkpoints import check_agent_zip
+from agents.config import check_algo_args
 from agents.buffers import EpisodeBatch, KLPenaltyRolloutBuffer, compute_gae
 from agents.kl import make_kl_controller
 from agents.policies import TransformerPolicy
@@ -109,6 +111,7 @@ class TextAlgorithmMixin:
         return self._is_text_policy() and isinstance(getattr(self, "env", None), TokenVecEnv)
 
     def _setup_model(self) -> None:
+        check_algo_args(self)
         if self._is_text_policy() and self.rollout_buffer_class is None:
             self.rollout_buffer_class = KLPenaltyRolloutBuffer
         super()._setup_model()  # type: ignore[misc]
@@ -218,6 +221,13 @@ class TextAlgorithmMixin:
         if self.reference is not None:
             state_dicts = [*state_dicts, "reference"]
         return state_dicts, variables
+
+    @classmethod
+    def load(cls, path: Any, env: Any = None, device: Any = "auto", custom_objects: Any = None, **kwargs: Any):
+        """SB3's ``load``, with the file checked first (see :func:`agents.checkpoints.check_agent_zip`)."""
+        if isinstance(path, (str, os.PathLike)):
+            path = check_agent_zip(path, custom_objects)
+        return super().load(path, env=env, device=device, custom_objects=custom_objects, **kwargs)  # type: ignore[misc]
 
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
         """SB3's ``save``, written atomically: a crash mid-write never leaves a half checkpoint."""

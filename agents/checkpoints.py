@@ -103,3 +103,42 @@ def check_checkpoint(folder: str | os.PathLike) -> Path:
             hint = f"; did you mean {path / 'final'}?"
         raise FileNotFoundError(f"{path} is not a model checkpoint (no config.json){hint}")
     return path
+
+
+def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | None = None) -> Path:
+    """The file ``PPO.load`` / ``A2C.load`` should read for ``path``, checked; ValueError or
+    FileNotFoundError say what is wrong (missing, not a zip, truncated, base model folder gone).
+
+    SB3's rule applies: a path without a suffix means ``path.zip``. A saved agent holds every weight,
+    but its policy is rebuilt from ``policy_kwargs['model_name']`` first (architecture and
+    tokenizer): when that is a folder that no longer exists, the message says so and how to point
+    the agent at another copy (``custom_objects={"policy_kwargs": {..., "model_name": NEW}}``).
+    """
+    import zipfile
+
+    given = Path(path).expanduser()
+    candidates = [given] if given.suffix else [given.with_suffix(".zip"), given]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"saved agent {given} does not exist" +
+                                (f" (nor {candidates[0]})" if len(candidates) > 1 else ""))
+    try:
+        with zipfile.ZipFile(found) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise ValueError(f"saved agent {found} is corrupt (member {bad} fails its checksum)")
+            data = json.loads(archive.read("data").decode("utf-8")) if "data" in archive.namelist() else None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"saved agent {found} is not a readable zip ({exc}); it may be truncated") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"saved agent {found} has a corrupt 'data' entry ({exc})") from None
+    if data is None:
+        raise ValueError(f"{found} is not an SB3 agent zip (no 'data' entry)")
+    kwargs = (custom_objects or {}).get("policy_kwargs", data.get("policy_kwargs"))
+    model_name = kwargs.get("model_name") if isinstance(kwargs, dict) else None
+    if isinstance(model_name, str) and model_name.startswith(("/", ".", "~")) and not Path(model_name).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"saved agent {found} was built from the model folder {model_name}, which no longer exists: the zip "
+            "holds the weights, but the policy's architecture and tokenizer come from that folder. Restore it, or "
+            "load with custom_objects={'policy_kwargs': {..., 'model_name': OTHER_COPY}}")
+    return found

@@ -64,18 +64,35 @@ def check_ranges(obj: Any) -> None:
     ...
     ValueError: n_steps must be >= 1, got 0
     """
-    import math
-
     for name, (low, high, low_open, high_open) in _RANGES.get(type(obj).__name__, {}).items():
         value = getattr(obj, name)
-        if value is None:
+        if value is not None:
+            _check_one(name, value, low, high, low_open, high_open)
+
+
+def check_algo_args(algo: Any) -> None:
+    """Check an SB3 algorithm's numeric hyperparameters against the ranges of the config fields.
+
+    Used by ``agents.PPO`` / ``agents.A2C`` at construction, so ``A2C(n_steps=0)`` fails at once.
+    Schedules (callables) are not checked.
+    """
+    table = _RANGES["PPOConfig" if hasattr(algo, "n_epochs") else "A2CConfig"]
+    for name, (low, high, low_open, high_open) in table.items():
+        value = getattr(algo, name, None)
+        if value is None or callable(value) or name.startswith("kl_"):
             continue
-        allowed = _range_text(low, high, low_open, high_open)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
-        if (low is not None and (value <= low if low_open else value < low)) or \
-                (high is not None and (value >= high if high_open else value > high)):
-            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        _check_one(name, value, low, high, low_open, high_open, type(algo).__name__)
+
+
+def _check_one(name: str, value: Any, low: Any, high: Any, low_open: bool, high_open: bool, owner: str = "") -> None:
+    import math
+
+    allowed, prefix = _range_text(low, high, low_open, high_open), f"{owner}: " if owner else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{prefix}{name} must be a finite number {allowed}, got {value!r}")
+    if (low is not None and (value <= low if low_open else value < low)) or \
+            (high is not None and (value >= high if high_open else value > high)):
+        raise ValueError(f"{prefix}{name} must be {allowed}, got {value!r}")
 
 
 class _Checked:

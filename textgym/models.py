@@ -155,7 +155,11 @@ def load_tokenizer(spec: Any = None):
         return spec
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path(spec or DEFAULT_MODEL))
+    where = resolve_model_path(spec or DEFAULT_MODEL)
+    if isinstance(where, Path) and not any((where / f).is_file() for f in _TOKENIZER_FILES):
+        raise FileNotFoundError(f"tokenizer folder {where} holds no tokenizer files (one of {list(_TOKENIZER_FILES)}); "
+                                "save one with tokenizer.save_pretrained(folder)")
+    return _from_pretrained(AutoTokenizer, where, spec or DEFAULT_MODEL, "tokenizer")
 
 
 def load_causal_lm(spec: Any = DEFAULT_MODEL, **kwargs: Any):
@@ -164,4 +168,26 @@ def load_causal_lm(spec: Any = DEFAULT_MODEL, **kwargs: Any):
         return spec
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
+    where = resolve_model_path(spec)
+    if isinstance(where, Path) and not (where / "config.json").is_file():
+        raise FileNotFoundError(f"model folder {where} has no config.json; save one with model.save_pretrained(folder)")
+    return _from_pretrained(AutoModelForCausalLM, where, spec, "model", **kwargs)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
+                    "spiece.model", "sentencepiece.bpe.model")
+
+
+def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **kwargs: Any):
+    """``auto_cls.from_pretrained(where)`` with errors that name ``name`` (a hub id that cannot be
+    reached offline, a folder with broken files) instead of the hub's generic connection message."""
+    try:
+        return auto_cls.from_pretrained(where, **kwargs)
+    except OSError as exc:
+        if isinstance(where, str):  # an unknown name that went to the hub
+            raise OSError(f"{what} {str(name)!r} is not a local folder, not one of the offline aliases "
+                          f"{sorted(KNOWN_MODELS)}, and the Hugging Face hub could not provide it "
+                          f"({' '.join(str(exc).split())[:160]})") from None
+        raise OSError(f"{what} folder {where} cannot be loaded: {' '.join(str(exc).split())[:200]}") from None
+    except (ValueError, RuntimeError) as exc:  # corrupt or truncated weight/config files
+        raise ValueError(f"{what} {str(name)!r} ({where}) cannot be loaded: {' '.join(str(exc).split())[:200]}") from None
