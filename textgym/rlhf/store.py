@@ -79,13 +79,12 @@ _NOT_IMPORTED = ("NOT EXISTS (SELECT 1 FROM answers i WHERE i.pair_id = p.pair_i
 
 
 def _lines(handle: Any, path: Path) -> Iterator[str]:
-    """The lines of a text file; bad UTF-8 raises ValueError naming the file and line."""
-    line_no = 0
-    try:
-        for line_no, line in enumerate(handle, start=1):
-            yield line
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}:{line_no + 1}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    """The lines of a file opened in binary mode; bad UTF-8 raises ValueError naming the file and line."""
+    for line_no, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}:{line_no}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
 
 
 def pair_id(prompt: str, a: str, b: str) -> str:
@@ -221,7 +220,7 @@ class PreferenceStore:
         items, n_added = [], 0
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist or is not a file")
-        with path.open(encoding="utf-8", errors="strict") as fh:
+        with path.open("rb") as fh:
             for line_no, line in enumerate(_lines(fh, path), start=1):
                 if not line.strip():
                     continue
