@@ -233,7 +233,7 @@ MAX_ERROR_CHARS = 400
 
 
 def error_line(exc: BaseException) -> str:
-    """One short line for an exception: its message on one line, cut to ``MAX_ERROR_CHARS``.
+    r"""One short line for an exception: its message on one line, cut to ``MAX_ERROR_CHARS``.
 
     Exceptions that do not describe bad input themselves (anything but ValueError, TypeError,
     OSError, ImportError, LookupError) are prefixed with their type.
