@@ -58,34 +58,18 @@ def table(records: list[Record]) -> list[str]:
 
 
 def plot_curves(records: list[Record], path: Path, title: str) -> Path | None:
-    """Training reward (``ep_rew_mean``, env score without the KL term) against env steps, per method."""
-    curves = [r for r in records if r.get("curve")]
+    """Training reward (``ep_rew_mean``, env score without the KL term) against env steps, per method.
+
+    One line per seed in the method's colour (``textgym.plots``): runs are never joined into one line.
+    """
+    from textgym.plots import Curve
+    from textgym.plots import plot_curves as draw
+
+    curves = [Curve(label, r["seed"], r["curve"]) for label, group in _method_rows(records)
+              for r in group if r.get("curve")]
     if not curves:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError('plots need matplotlib: pip install "textgym[bench]"') from exc
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for k, (label, group) in enumerate(_method_rows(curves)):
-        color = f"C{k}"
-        for n, r in enumerate(sorted(group, key=lambda r: r["seed"])):
-            xs = [p["timesteps"] for p in r["curve"] if "ep_rew_mean" in p]
-            ys = [p["ep_rew_mean"] for p in r["curve"] if "ep_rew_mean" in p]
-            ax.plot(xs, ys, color=color, alpha=0.8, marker=".", label=label if n == 0 else None)
-    ax.set_xlabel("environment steps (generated tokens)")
-    ax.set_ylabel("training reward (mean of last 100 episodes)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return draw(curves, path, metrics=["ep_rew_mean"], title=title)
 
 
 def _facts(records: list[Record]) -> list[str]:

@@ -15,6 +15,23 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TEXTGYM_SHARED_DIR", REPO.parent / "shared"))
 
 
+STRICT_SKIPS = "TEXTGYM_STRICT_SKIPS"
+
+
+def needs(available: bool, what: str, install: str) -> None:
+    """Skip a test whose optional system dependency is missing, with a one-line reason.
+
+    With ``$TEXTGYM_STRICT_SKIPS=1`` (set by ``.ci/run``, which installs everything) the skip is a
+    failure instead, so CI can never pass by skipping.
+    """
+    if available:
+        return
+    message = f"needs {what}: {install}"
+    if os.environ.get(STRICT_SKIPS, "") not in ("", "0"):
+        pytest.fail(f"{message} (${STRICT_SKIPS} is set, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(message)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"test data not found at {path}; set TEXTGYM_SHARED_DIR or TEXTGYM_DATA_DIR")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -174,7 +175,10 @@ def test_local_run_writes_records_and_renders(tiny_model, tmp_path):
 
 
 def test_ray_executor_on_a_local_instance(tiny_model, tmp_path):
-    ray = pytest.importorskip("ray")
+    try:
+        import ray
+    except ImportError:
+        needs(False, "ray", 'pip install "textgym[ray]"')
     suite = load_suite(suite_file(tmp_path, tiny_model, methods="[sft+ppo]"))  # one job: sft, then ppo from it
     written = []
     try:

@@ -1,7 +1,8 @@
 """The labelling page in a real headless browser (Debian's chromium + chromedriver, via selenium).
 
 Needs: ``apt-get install -y chromium chromium-driver`` and ``pip install -e .[rlhf]`` (selenium).
-Missing either is a failure, not a skip; deselect explicitly with ``-m "not browser"``.
+Without them the tests skip with a one-line reason; ``.ci/run`` installs them and sets
+``TEXTGYM_STRICT_SKIPS=1``, which turns the skip into a failure. Deselect with ``-m "not browser"``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs
 
 from textgym.rlhf.store import PreferenceStore
 
@@ -35,13 +37,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 @pytest.fixture(scope="module")
 def browser():
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
-    if missing:
-        pytest.fail(f"browser test needs {missing}: install with {INSTALL}", pytrace=False)
+    needs(not missing, f"{' and '.join(missing)}", INSTALL)
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.fail(f"browser test needs selenium: install with {INSTALL}", pytrace=False)
+        needs(False, "selenium", INSTALL)
     os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must never download anything
     profile = tempfile.mkdtemp(prefix="textgym-chromium-")
     options = webdriver.ChromeOptions()

@@ -75,7 +75,9 @@ def _eval_model(args: argparse.Namespace) -> tuple[str, str]:
         meta_file = path / CHECKPOINT_META
         meta = _read_json(meta_file) if meta_file.is_file() else {}
         return str(path), args.base_model or meta.get("base_model") or str(path)
-    model = args.model or "smollm2-135m"
+    from textgym.models import default_model
+
+    model = args.model or default_model()
     return model, args.base_model or model
 
 
@@ -217,6 +219,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from textgym.plots import plot_curves, read_run
+
+    curves = [read_run(run) for run in args.runs]
+    out = plot_curves(curves, args.out, metrics=args.metrics, band=args.band)
+    print(f"wrote {out} ({len(curves)} run(s))")
+    return 0
+
+
+def _add_plot(sub: Any) -> None:
+    pl = sub.add_parser("plot", help="learning curves of training runs (reward, KL, task metrics) as a PNG",
+                        description="Plot curve.jsonl of one or more `textgym train` run folders against timesteps. "
+                        "Runs that differ only in their seed share a colour: one line per seed, or --band for "
+                        "the mean with a one-std band.")
+    pl.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by textgym train")
+    pl.add_argument("--out", default="curves.png", help="PNG file (default: %(default)s)")
+    pl.add_argument("--metrics", nargs="*", help="metrics to draw (default: ep_rew_mean, kl and every task metric)")
+    pl.add_argument("--band", action="store_true", help="mean and one-std band over seeds instead of one line per seed")
+    pl.set_defaults(func=_cmd_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="textgym", description="RL environments for language models on real text tasks")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -224,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="table of every registered environment id").set_defaults(func=_cmd_list)
     _add_train(sub)
     _add_eval(sub)
+    _add_plot(sub)
     from textgym.rlhf.cli import add_rlhf_commands  # cheap: torch loads only when a command runs
     add_rlhf_commands(sub)
     return parser

@@ -38,7 +38,7 @@ class EvalResult:
 
 def evaluate(
     env_id: str = "textgym/Generation-v0",
-    model: Any = "smollm2-135m",
+    model: Any = None,
     *,
     split: str = "test",
     n: int | None = 32,
@@ -56,7 +56,8 @@ def evaluate(
 
     Args:
         env_id: A registered textgym id.
-        model: A model name or folder (see :mod:`textgym.models`) or a loaded causal LM.
+        model: A model name or folder (see :mod:`textgym.models`; default :func:`textgym.models.default_model`)
+            or a loaded causal LM.
         split: Data split to evaluate on.
         n: Number of items (the first ``n`` in file order); ``None`` for all.
         batch_size: Items generated together.

