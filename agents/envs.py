@@ -139,4 +139,5 @@ def make_text_env(env: Any, *, n_envs: int, env_kwargs: dict[str, Any] | None, f
         return textgym.make_vec(env, n_envs, device=device, **(env_kwargs or {}))
     from stable_baselines3.common.env_util import make_vec_env
 
-    return make_vec_env(env, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    # SB3 asks for render_mode="rgb_array" unless told otherwise; text envs render "ansi" only.
+    return make_vec_env(env, n_envs=n_envs, seed=seed, env_kwargs={"render_mode": None, **(env_kwargs or {})})
