@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch as th
 from stable_baselines3 import A2C as SB3A2C
 from stable_baselines3.common.utils import explained_variance
 
 from agents.base import TextAlgorithmMixin
-from agents.buffers import EpisodeBatch
+from agents.config import A2CConfig
 from agents.losses import a2c_loss
 from agents.policies import TransformerPolicy
 from agents.rollout import evaluate_episodes
@@ -18,41 +18,27 @@ from agents.rollout import evaluate_episodes
 class A2C(TextAlgorithmMixin, SB3A2C):
     """SB3's A2C with a KL penalty against the frozen initial policy.
 
-    Same API as ``stable_baselines3.A2C`` plus the ``"TransformerPolicy"`` alias. Defaults for
-    language models: ``learning_rate=1e-5``, ``n_steps=32``, ``gamma=1.0``, ``ent_coef=0``, and
-    Adam-style optimisation (SB3's RMSprop default is for Atari).
-
-    Args:
-        kl_coef, kl_target, kl_horizon: As in :class:`agents.PPO`.
-        **kwargs: Everything ``stable_baselines3.A2C`` accepts.
+    Same API as ``stable_baselines3.A2C`` plus the ``"TransformerPolicy"`` alias and the text
+    arguments of :class:`agents.base.TextAlgorithmMixin`. With a TransformerPolicy, every
+    hyperparameter not given defaults to :class:`agents.config.A2CConfig` (what ``textgym train``
+    uses: ``learning_rate=1e-5``, ``n_steps=16``, ``gamma=1.0``, ``vf_coef=0.1``, ...) and the
+    optimizer is the policy's AdamW (SB3's RMSprop default is for Atari).
     """
 
+    config_class = A2CConfig
     policy_aliases: ClassVar[dict[str, type]] = {**SB3A2C.policy_aliases, "TransformerPolicy": TransformerPolicy}
 
-    def __init__(
-        self,
-        policy: Any,
-        env: Any,
-        learning_rate: Any = 1e-5,
-        n_steps: int = 32,
-        gamma: float = 1.0,
-        use_rms_prop: bool = False,
-        *,
-        kl_coef: float = 0.05,
-        kl_target: float | None = None,
-        kl_horizon: int = 10_000,
-        **kwargs: Any,
-    ) -> None:
-        self._init_text(kl_coef, kl_target, kl_horizon)
-        super().__init__(policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma,
-                         use_rms_prop=use_rms_prop, **kwargs)
+    def __init__(self, *args, **kwargs) -> None:
+        if self._is_text_policy_class(kwargs.get("policy", args[0] if args else None)):
+            kwargs.setdefault("use_rms_prop", False)
+        super().__init__(*args, **kwargs)
 
-    def train_episodes(self, batch: EpisodeBatch) -> None:
+    def train_episodes(self) -> None:
         """One A2C gradient step over all episodes (one teacher-forced forward)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        rows = th.arange(batch.num_episodes, device=batch.tokens.device)
-        log_probs, values, entropy = evaluate_episodes(self.policy, batch, rows)
+        batch = self.rollout_buffer.episodes
+        log_probs, values, entropy = evaluate_episodes(self.policy, batch)
         parts = a2c_loss(log_probs.float(), batch.advantages, values.float(), batch.returns, entropy.float(),
                          batch.step_mask, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
                          normalize_advantage=self.normalize_advantage)

@@ -1,16 +1,19 @@
-"""Rollout buffers for text agents."""
+"""Rollout buffers for text agents: SB3's per-step buffer with a KL penalty, and the episode buffer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.buffers import DictRolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
 # (observations, actions, log_probs, episode_starts) -> per-env penalty to subtract from the reward
 PenaltyFn = Callable[[dict[str, np.ndarray], np.ndarray, th.Tensor, np.ndarray], np.ndarray]
+
+_TENSORS = ("prompt_ids", "prompt_mask", "tokens", "step_mask", "env_rewards", "log_probs", "values",
+            "ref_log_probs", "rewards", "advantages", "returns")
 
 
 class KLPenaltyRolloutBuffer(DictRolloutBuffer):
@@ -18,6 +21,7 @@ class KLPenaltyRolloutBuffer(DictRolloutBuffer):
 
     The algorithm sets :attr:`penalty` to its KL term ``kl_coef * (log pi - log pi_ref)``; this keeps
     SB3's own ``collect_rollouts`` untouched (no fork) while every stored reward carries the penalty.
+    Used on the stock (one transition per step) path.
     """
 
     penalty: PenaltyFn | None = None
@@ -34,8 +38,9 @@ class EpisodeBatch:
 
     Shapes: ``prompt_ids, prompt_mask: (E, P)`` (left-padded), ``tokens, step_mask: (E, T)`` (the
     actions taken; ``step_mask`` is 1 for steps that happened, EOS included). Per-step float
-    tensors ``(E, T)``: ``env_rewards``, ``log_probs`` and ``values`` (old policy),
-    ``ref_log_probs``, ``rewards`` (env reward minus the KL penalty), ``advantages``, ``returns``.
+    tensors ``(E, T)``: ``env_rewards``, ``log_probs`` and ``values`` (old policy, recorded while
+    sampling), ``ref_log_probs``, ``rewards`` (env reward minus the KL penalty), ``advantages``,
+    ``returns``.
     """
 
     prompt_ids: th.Tensor
@@ -65,6 +70,19 @@ class EpisodeBatch:
         mask = th.cat([self.prompt_mask[rows], self.step_mask[rows].long()], dim=1)
         return ids, mask
 
+    def select(self, rows: th.Tensor | slice) -> "EpisodeBatch":
+        """The episodes ``rows`` (every tensor field indexed alike; infos are not carried)."""
+        return EpisodeBatch(**{name: None if getattr(self, name) is None else getattr(self, name)[rows]
+                               for name in _TENSORS})
+
+    @staticmethod
+    def concat(batches: list["EpisodeBatch"]) -> "EpisodeBatch":
+        """Stack the episodes of several batches (same prompt and horizon widths)."""
+        merged = {name: None if getattr(batches[0], name) is None else th.cat([getattr(b, name) for b in batches])
+                  for name in _TENSORS}
+        return EpisodeBatch(**merged, infos=[i for b in batches for i in b.infos])
+
+
 
 def compute_gae(rewards: th.Tensor, values: th.Tensor, step_mask: th.Tensor, gamma: float,
                 gae_lambda: float) -> tuple[th.Tensor, th.Tensor]:
@@ -83,3 +101,61 @@ def compute_gae(rewards: th.Tensor, values: th.Tensor, step_mask: th.Tensor, gam
         advantages[:, t] = running
         next_value = values[:, t] * mask[:, t]
     return advantages, (advantages + values) * mask
+
+
+class EpisodeRolloutBuffer(RolloutBuffer):
+    """SB3's RolloutBuffer for the fast path: whole episodes as token tensors, not per-step arrays.
+
+    The rollout adds lockstep batches of episodes (:meth:`add_episodes`, with the log-probs and
+    values recorded while sampling); the algorithm adds the reference log-probs, then
+    :meth:`compute_returns_and_advantage` subtracts ``kl_coef * KL`` from the rewards and runs GAE
+    over the token axis; :meth:`get` yields shuffled episode minibatches of about ``batch_size``
+    steps each, so the update evaluates each episode in one teacher-forced forward.
+    """
+
+    def reset(self) -> None:
+        self.batches: list[EpisodeBatch] = []
+        self.episodes: EpisodeBatch | None = None
+        self.pos, self.full, self.generator_ready = 0, False, False
+
+    def add(self, *args, **kwargs) -> None:
+        raise TypeError("EpisodeRolloutBuffer holds whole episodes: use add_episodes(batch)")
+
+    def add_episodes(self, batch: EpisodeBatch) -> None:
+        """Store one batch of finished episodes; :attr:`episodes` packs everything stored so far."""
+        self.batches.append(batch)
+        self.episodes = batch if len(self.batches) == 1 else EpisodeBatch.concat(self.batches)
+        self.full = True
+
+    @property
+    def num_transitions(self) -> int:
+        """Actions actually taken (the steps of every episode, EOS included)."""
+        return 0 if self.episodes is None else self.episodes.num_steps
+
+    def compute_returns_and_advantage(self, last_values: th.Tensor | None = None, dones: np.ndarray | None = None, *,
+                                      kl_coef: float = 0.0) -> None:  # type: ignore[override]
+        """Rewards ``env_rewards - kl_coef * (log_probs - ref_log_probs)``, then GAE. Episodes end inside the buffer,
+        so ``last_values`` and ``dones`` (SB3's arguments for a cut-off rollout) are not needed."""
+        batch = self.episodes
+        kl = (batch.log_probs - batch.ref_log_probs) * batch.step_mask.float()  # (E, T)
+        batch.rewards = batch.env_rewards - kl_coef * kl
+        batch.advantages, batch.returns = compute_gae(batch.rewards, batch.values, batch.step_mask,
+                                                      self.gamma, self.gae_lambda)
+
+    def row_chunks(self, batch_size: int, shuffle: bool = False) -> Iterator[th.Tensor]:
+        """Row indices of episode groups holding about ``batch_size`` steps each."""
+        batch = self.episodes
+        steps_per_episode = max(1.0, batch.num_steps / max(1, batch.num_episodes))
+        size = max(1, round(batch_size / steps_per_episode))
+        device = batch.tokens.device
+        order = th.randperm(batch.num_episodes, device=device) if shuffle else th.arange(batch.num_episodes, device=device)
+        for start in range(0, batch.num_episodes, size):
+            yield order[start : start + size]
+
+    def get(self, batch_size: int | None = None) -> Iterator[EpisodeBatch]:  # type: ignore[override]
+        """Shuffled episode minibatches of about ``batch_size`` steps (all episodes at once when ``None``)."""
+        if batch_size is None:
+            yield self.episodes
+            return
+        for rows in self.row_chunks(batch_size, shuffle=True):
+            yield self.episodes.select(rows)

@@ -2,23 +2,75 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch as th
 from torch import nn
 
 from agents.buffers import EpisodeBatch
 from agents.policies import TransformerPolicy, position_ids
 
+# Called once per lockstep step of the N envs with SB3's per-step locals; False stops the rollout.
+StepHook = Callable[[dict[str, Any]], bool]
+
+
+class StepObservations(Mapping):
+    """``new_obs`` for callbacks: the env's ``(N, L)`` observations, copied to NumPy only when read.
+
+    Read it inside ``on_step``: it shows the env as it is when read, and the rollout moves on after.
+    """
+
+    def __init__(self, venv: Any) -> None:
+        self._venv = venv
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {k: np.array(v, copy=True) for k, v in self._venv.observations().items()}
+        return self._arrays
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("input_ids", "attention_mask"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+def _step_infos(venv: Any, final_infos: dict[int, dict], returns: np.ndarray, lengths: np.ndarray,
+                truncated: np.ndarray) -> list[dict[str, Any]]:
+    """SB3-style infos: ``{}`` for envs still running, the final info plus ``episode`` for those that ended."""
+    infos: list[dict[str, Any]] = [{} for _ in range(venv.num_envs)]
+    if final_infos:
+        terminal = venv.observations(list(final_infos))
+        for k, (i, info) in enumerate(final_infos.items()):
+            info["episode"] = {"r": float(returns[i]), "l": int(lengths[i])}
+            info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
+            info["TimeLimit.truncated"] = bool(truncated[i])
+            infos[i] = info
+    return infos
+
 
 @th.no_grad()
-def generate_episodes(policy: TransformerPolicy, venv: Any) -> EpisodeBatch:
+def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | None = None) -> EpisodeBatch | None:
     """Run one episode in each of the ``N`` envs of a TokenVecEnv, all in lockstep.
 
     One prefill forward of the prompts, then one forward of ``N`` new tokens per step with a KV
     cache. Envs that finished early keep receiving pad tokens (ignored by the env) until all are
-    done. Returns the episodes, with the env rewards per step; log-probs and values come from
-    :func:`score_episodes` so rollout and update compute them the same way.
+    done. The log-prob of each action and the value of each state are recorded from the logits
+    and hidden states the sampling computes anyway (no second pass); with a separate critic trunk
+    the values are filled in afterwards by :func:`critic_values`.
+
+    Args:
+        policy: The policy that samples.
+        venv: A :class:`textgym.vector.TokenVecEnv`.
+        on_step: Called after every lockstep step with SB3's per-step locals (``new_obs``,
+            ``rewards``, ``dones``, ``infos``, ``actions``, ``values``, ``log_probs``); when it
+            returns False the rollout stops and ``None`` is returned.
     """
     venv.reset_all()
     n, prompt_len, horizon = venv.num_envs, venv.prompt_length, venv.max_new_tokens
@@ -28,6 +80,10 @@ def generate_episodes(policy: TransformerPolicy, venv: Any) -> EpisodeBatch:
     tokens = th.full((n, horizon), venv.pad_token_id, dtype=th.long, device=device)
     step_mask = th.zeros((n, horizon), dtype=th.bool, device=device)
     env_rewards = th.zeros((n, horizon), device=device)
+    log_probs = th.zeros((n, horizon), device=device)
+    values = th.zeros((n, horizon), device=device)
+    returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    shared_critic = policy.critic_trunk is None
     trunk = policy.lm.base_model
     mask = prompt_mask
     with policy.autocast():
@@ -36,14 +92,27 @@ def generate_episodes(policy: TransformerPolicy, venv: Any) -> EpisodeBatch:
     next_position = mask.sum(-1, keepdim=True)  # (N, 1)
     infos: list[dict] = []
     for t in range(horizon):
-        logits = policy.logits_from_hidden(hidden)  # (N, V), sampling controls applied
-        actions = th.distributions.Categorical(logits=logits).sample()  # (N,)
+        distribution = th.distributions.Categorical(logits=policy.logits_from_hidden(hidden))  # (N, V), controls applied
+        actions = distribution.sample()  # (N,)
         active = ~venv.finished
-        rewards, _, _, final_infos = venv.advance(actions)
+        step_values = policy.values_from_hidden(hidden) if shared_critic else th.zeros((n, 1), device=device)  # (N, 1)
+        step_log_probs = distribution.log_prob(actions)  # (N,)
+        rewards, terminated, truncated, final_infos = venv.advance(actions)
         tokens[:, t] = th.where(active, actions, venv.pad_token_id)
         step_mask[:, t] = active
         env_rewards[:, t] = th.as_tensor(rewards, device=device)
+        log_probs[:, t] = step_log_probs.float()
+        values[:, t] = step_values.squeeze(-1).float()
         infos.extend(final_infos.values())
+        if on_step is not None:
+            returns += rewards
+            lengths += active.cpu().numpy()
+            dones = terminated | truncated
+            step_locals = {"new_obs": StepObservations(venv), "rewards": rewards, "dones": dones,
+                           "infos": _step_infos(venv, final_infos, returns, lengths, truncated),
+                           "actions": actions.cpu().numpy(), "values": step_values, "log_probs": step_log_probs}
+            if not on_step(step_locals):
+                return None
         if bool(venv.finished.all()):
             break
         mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
@@ -52,7 +121,9 @@ def generate_episodes(policy: TransformerPolicy, venv: Any) -> EpisodeBatch:
                         past_key_values=cache, use_cache=True)
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
         next_position = next_position + 1
-    return EpisodeBatch(prompt_ids, prompt_mask, tokens, step_mask, env_rewards, infos=infos)
+    batch = EpisodeBatch(prompt_ids, prompt_mask, tokens, step_mask, env_rewards, infos=infos)
+    batch.log_probs, batch.values = log_probs * step_mask, values * step_mask
+    return batch
 
 
 def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
@@ -77,6 +148,14 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
     log_probs = log_softmax.gather(-1, batch.tokens[rows].unsqueeze(-1)).squeeze(-1)
     entropy = -(log_softmax.exp() * log_softmax).sum(-1)
     return log_probs, policy.values_from_hidden(critic).squeeze(-1), entropy
+
+
+@th.no_grad()
+def critic_values(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
+    """Values of every state from the separate critic trunk, one teacher-forced pass. ``-> (e, T)``."""
+    with policy.autocast():
+        hidden = step_hidden(policy.critic_trunk, batch, rows)  # (e, T, H)
+    return policy.values_from_hidden(hidden).squeeze(-1).float()
 
 
 @th.no_grad()

@@ -8,7 +8,6 @@ folders, see :mod:`agents.checkpoints`) and a ``summary.json``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,15 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
-import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 import textgym
 from agents.checkpoints import check_checkpoint, next_checkpoint_step, prune_checkpoints, read_meta, save_checkpoint
 from agents.config import TrainConfig, config_hash, to_dict
 from textgym.io import atomic_write_json
+from textgym.threads import choose_threads, set_threads
+
+__all__ = ["TrainResult", "build_agent", "build_vec_env", "choose_threads", "env_kwargs", "run_training"]
 
 Log = Callable[[str], None]
 
@@ -41,22 +42,6 @@ class TrainResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def choose_threads(requested: int | None) -> int:
-    """CPU threads for torch: ``requested``, else ``$OMP_NUM_THREADS``, else the cores idle now (at least 1).
-
-    OpenMP threads that compete with other busy processes for the same cores slow a forward pass
-    down several times over (measured 5x on a loaded 2-core machine), so by default torch only
-    takes the cores the 1-minute load average leaves free.
-    """
-    if requested is not None:
-        return requested
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
-        return int(os.environ["OMP_NUM_THREADS"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
-
-
 def env_kwargs(config: TrainConfig) -> dict[str, Any]:
     """Keyword arguments for ``gym.make`` from ``config.env`` (unset ones keep the id's preset)."""
     kwargs = {k: getattr(config.env, k) for k in ("data_dir", "reward", "reward_mode", "max_prompt_length",
@@ -70,15 +55,18 @@ def build_vec_env(config: TrainConfig, tokenizer: Any):
                             tokenizer=tokenizer, **env_kwargs(config))
 
 
-def build_agent(config: TrainConfig, env: Any, model_name: str, tensorboard_log: str | None):
-    """agents.PPO or agents.A2C with the TransformerPolicy starting from ``model_name``."""
+def build_agent(config: TrainConfig, env: Any, model_name: str, logger: Any = None, threads: int | None = None):
+    """agents.PPO or agents.A2C with the TransformerPolicy starting from ``model_name``; ``logger``: SB3's."""
     from agents import A2C, PPO
 
     algo_cls = PPO if config.algo == "ppo" else A2C
     kwargs = to_dict(config)[config.algo]
     policy_kwargs = dict(model_name=model_name, **to_dict(config)["policy"])
-    return algo_cls("TransformerPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
-                    tensorboard_log=tensorboard_log, verbose=0, **kwargs)
+    agent = algo_cls("TransformerPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
+                     verbose=0, threads=threads, **kwargs)
+    if logger is not None:
+        agent.set_logger(logger)
+    return agent
 
 
 class RunMonitor(BaseCallback):
@@ -99,7 +87,10 @@ class RunMonitor(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         self.rollout_seconds += time.perf_counter() - self._t0
-        self.rollout_tokens += self.model.num_timesteps - self._steps0
+        # Generated tokens: on the fast path num_timesteps also counts the slots of envs waiting for the slowest.
+        buffer = self.model.rollout_buffer
+        tokens = getattr(buffer, "num_transitions", None)
+        self.rollout_tokens += tokens if tokens is not None else self.model.num_timesteps - self._steps0
         model = self.model
         point: dict[str, Any] = {"timesteps": int(model.num_timesteps), "seconds": time.perf_counter() - self.start}
         if model.ep_info_buffer:
@@ -150,15 +141,15 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.jsonl").unlink(missing_ok=True)
     atomic_write_json(out / "train_config.json", to_dict(config))
-    threads = choose_threads(config.threads)
-    th.set_num_threads(threads)
+    threads = set_threads(config.threads)
     from textgym.models import load_tokenizer
 
     start_model = init or config.model
     tokenizer = load_tokenizer(start_model)
     log(f"textgym train: {config.algo} on {config.env.id}, model {start_model}, seed {config.seed}, "
         f"{threads} CPU thread(s), output {out}")
-    writer = _summary_writer(out, config)
+    logger = _tensorboard_logger(out, config)
+    writer = _tensorboard_writer(logger)
     before = held_out_eval(config, start_model, tokenizer) if config.eval.before else None
     meta = {"algo": config.algo, "env": config.env.id, "seed": config.seed, "config_hash": config_hash(config),
             "base_model": read_meta(init).get("base_model", config.model) if init else config.model,
@@ -167,26 +158,39 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     if config.algo == "sft":
         lm, stats, tokens_per_s = _run_sft(config, start_model, tokenizer, writer, out, meta)
     else:
-        lm, stats, tokens_per_s = _run_rl(config, start_model, tokenizer, out, meta)
+        lm, stats, tokens_per_s = _run_rl(config, start_model, tokenizer, out, meta, logger, threads)
     train_seconds = time.perf_counter() - train_start
     after = held_out_eval(config, lm, tokenizer) if config.eval.after else None
     result = TrainResult(out, out / "final", before and before.metrics, after and after.metrics,
                          time.perf_counter() - start, train_seconds, tokens_per_s, stats)
     _log_eval(writer, result)
+    if logger is not None:
+        logger.close()
     _write_summary(config, result, before, after)
     report(result, before, after, config.eval.show, log)
     return result
 
 
-def _summary_writer(out: Path, config: TrainConfig):
+def _tensorboard_logger(out: Path, config: TrainConfig):
+    """SB3's logger writing TensorBoard events to ``out/tb``: one folder for the whole run (training and evaluation)."""
     if not config.tensorboard:
         return None
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        import tensorboard  # noqa: F401
     except ImportError as exc:
         raise ImportError("TensorBoard logs need the tensorboard package: pip install tensorboard "
                           "(or set tensorboard: false)") from exc
-    return SummaryWriter(str(out / "tb" / "run"))
+    from stable_baselines3.common.logger import configure
+
+    return configure(str(out / "tb"), ["tensorboard"])
+
+
+def _tensorboard_writer(logger: Any):
+    """The SummaryWriter inside SB3's logger, for the evaluation and SFT scalars."""
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+    formats = [] if logger is None else logger.output_formats
+    return next((f.writer for f in formats if isinstance(f, TensorBoardOutputFormat)), None)
 
 
 def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any, out: Path, meta: dict):
@@ -202,9 +206,10 @@ def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any,
     return lm, stats, None
 
 
-def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, meta: dict):
+def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, meta: dict, logger: Any,
+            threads: int | None):
     env = build_vec_env(config, tokenizer)
-    agent = build_agent(config, env, start_model, str(out / "tb") if config.tensorboard else None)
+    agent = build_agent(config, env, start_model, logger, threads)
 
     def save(folder: Path) -> None:
         save_checkpoint(folder, agent.policy.lm, tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},
@@ -216,7 +221,7 @@ def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, me
     save(out / "final")
     stats = {"timesteps": int(agent.num_timesteps), "rollout_tokens": monitor.rollout_tokens,
              "rollout_seconds": monitor.rollout_seconds, "kl_coef": float(agent.kl_coef),
-             "fast_path": bool(getattr(agent, "uses_fast_path", lambda: False)())}
+             "fast_path": agent.uses_fast_path()}
     env.close()
     return agent.policy.lm, stats, monitor.tokens_per_s
 
@@ -227,7 +232,7 @@ def _log_eval(writer: Any, result: TrainResult) -> None:
     for step, metrics in ((0, result.before), (1, result.after)):
         for name, value in (metrics or {}).items():
             writer.add_scalar(f"eval/{name}", value, step)
-    writer.close()
+    writer.flush()
 
 
 def _write_summary(config: TrainConfig, result: TrainResult, before: Any, after: Any) -> None:

@@ -52,6 +52,9 @@ def test_ppo_from_sft_then_eval_checkpoint(sft_run, tiny_model, tmp_path, capsys
     assert curve and curve[-1]["timesteps"] >= 48 and "ep_rew_mean" in curve[-1]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rollout_tokens_per_s"] > 0 and summary["stats"]["timesteps"] >= 48
+    assert summary["stats"]["fast_path"] and 0 < summary["stats"]["rollout_tokens"] <= summary["stats"]["timesteps"]
+    # One TensorBoard folder per run: SB3's training scalars and the evaluation in out/tb itself.
+    assert [p.parent for p in (out / "tb").rglob("events.out.tfevents.*")] == [out / "tb"]
 
     report = tmp_path / "eval.json"
     rc = main(["eval", "--checkpoint", str(out / "final"), "--n", "3", "--batch-size", "3",
@@ -103,6 +106,15 @@ def test_argparse_rejects_model_and_checkpoint_together(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--model", "a", "--checkpoint", "b"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_train_is_listed_and_has_its_own_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--total-timesteps" in capsys.readouterr().out
 
 
 def test_import_textgym_does_not_import_agents():

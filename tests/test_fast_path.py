@@ -132,3 +132,74 @@ def test_fast_path_logs_kl_and_metrics(tmp_path):
     for key in ("rollout/kl", "train/kl_coef", "train/entropy", "train/approx_kl", "train/clip_fraction",
                 "train/explained_variance", "rollout/ep_rew_mean", "rollout/rouge1", "train/skipped_updates"):
         assert key in header, key
+
+
+@pytest.mark.parametrize("controls", [dict(), dict(temperature=0.7, top_k=5), dict(temperature=1.3, top_p=0.8),
+                                      dict(temperature=0.8, top_k=6, top_p=0.9), dict(separate_critic=True)])
+def test_rollout_records_the_teacher_forced_log_probs_and_values(controls):
+    """The log-probs and values kept from sampling are what one teacher-forced pass gives (no second pass)."""
+    tok = tiny_tokenizer()
+    venv = TokenVecEnv(tiny_env(tok, max_new_tokens=6), N, device="cpu")
+    venv.seed(1)
+    model = PPO("TransformerPolicy", venv, seed=1, learning_rate=0.0, policy_kwargs=dict(  # lr 0: the update changes nothing
+        model_name=None, model_config=tiny_llama_config(len(tok)), **controls))
+    th.nn.init.normal_(model.policy.value_head.weight)  # a non-zero critic, so values are compared for real
+    prefills = []
+    model.policy.lm.base_model.register_forward_hook(
+        lambda module, args, kwargs, out: prefills.append(kwargs["input_ids"].shape[1] > 1 and not th.is_grad_enabled()),
+        with_kwargs=True)
+    model.learn(1)  # one rollout: generate, then the reference pass and GAE
+    buffer = model.rollout_buffer
+    batch = buffer.episodes
+    assert sum(prefills) == len(buffer.batches)  # without gradients, the policy trunk saw only prompts and single tokens
+    with th.no_grad():
+        log_probs, values, _ = evaluate_episodes(model.policy, batch)
+    mask = batch.step_mask
+    assert th.isfinite(batch.log_probs[mask]).all()
+    th.testing.assert_close(batch.log_probs[mask], log_probs[mask], atol=2e-5, rtol=1e-4)
+    th.testing.assert_close(batch.values[mask], values[mask], atol=2e-5, rtol=1e-4)
+    assert (batch.log_probs[~mask] == 0).all() and (batch.values[~mask] == 0).all()
+
+
+def test_env_ids_textenvs_and_dummyvecenvs_run_on_the_fast_path_like_make_vec():
+    """An id, a single TextEnv and a DummyVecEnv of TextEnvs give the agent make_vec's env: same samples, same run."""
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import textgym
+
+    tok = tiny_tokenizer()
+    kw = dict(tokenizer=tok, max_prompt_length=24, max_new_tokens=3)
+    env_id = "textgym/Generation-v0"
+
+    def run(env, **extra):
+        model = PPO("TransformerPolicy", env, seed=3, n_steps=4, batch_size=8, learning_rate=1e-3,
+                    policy_kwargs=dict(model_name=None, model_config=tiny_llama_config(len(tok))), **extra)
+        assert model.uses_fast_path() and isinstance(model.env, TokenVecEnv)
+        samples = []
+        model.learn(24, callback=lambda loc, _: samples.extend(i["sample_id"] for i in loc["infos"] if i) or True)
+        return samples, [p.detach().clone() for p in model.policy.parameters()]
+
+    for n, variants in ((3, [(env_id, dict(n_envs=3, env_kwargs=kw)),
+                             (make_vec_env(env_id, n_envs=3, env_kwargs={**kw, "render_mode": None}), {})]),
+                        (1, [(gym.make(env_id, **kw), {})])):
+        expected_samples, expected_params = run(textgym.make_vec(env_id, n, device="cpu", **kw))
+        assert len(expected_samples) >= 8
+        for env, extra in variants:
+            samples, params = run(env, **extra)
+            assert samples == expected_samples
+            for p, q in zip(params, expected_params):
+                assert th.equal(p, q)
+
+
+def test_stock_path_only_when_asked():
+    tok = tiny_tokenizer()
+    kwargs = dict(policy_kwargs=dict(model_name=None, model_config=tiny_llama_config(len(tok))))
+    assert not PPO("TransformerPolicy", tiny_env(tok), fast_path=False, **kwargs).uses_fast_path()
+    with pytest.warns(UserWarning, match="wrapped in TimeAwareObservation|wrapped in ClipReward|SB3's per-step path"):
+        import gymnasium as gym
+
+        model = PPO("TransformerPolicy", gym.wrappers.TransformReward(tiny_env(tok), lambda r: 2 * r), **kwargs)
+    assert not model.uses_fast_path()
+    with pytest.raises(ValueError, match="n_envs and env_kwargs apply only when env is an id"):
+        PPO("TransformerPolicy", tiny_env(tok), n_envs=4, **kwargs)

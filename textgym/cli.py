@@ -1,8 +1,9 @@
 """The ``textgym`` command line: a thin layer over the Python API.
 
-``textgym list`` (the registered ids), ``textgym train`` (PPO / A2C / supervised; imports the
-``agents`` package only when it runs, so ``import textgym`` never does), ``textgym eval`` (metrics,
-diversity and perplexity of a model or checkpoint) and ``textgym rlhf ...``.
+``textgym list`` (the registered ids), ``textgym eval`` (metrics, diversity and perplexity of a
+model or checkpoint), ``textgym rlhf ...``, and the commands other packages declare in the
+``textgym.commands`` entry-point group: ``textgym train`` comes from ``agents.cli`` that way, so
+textgym never imports the agents (imports point agents -> textgym only).
 """
 
 from __future__ import annotations
@@ -108,10 +109,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for key in ("data_dir", "max_new_tokens", "reward"):
         if getattr(args, key) is not None:  # 0 is a value, not "unset"
             env_kwargs[key] = getattr(args, key)
-    if args.threads is not None:
-        import torch
+    from textgym.threads import set_threads
 
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     result = evaluate(args.env, model, split=args.split, n=args.n, batch_size=args.batch_size,
                       device=args.device, do_sample=args.sample, seed=args.seed, **env_kwargs)
     metrics = dict(result.metrics)
@@ -148,46 +148,6 @@ def _perplexity(base_model: str, records: list[dict[str, Any]], device: str) -> 
     return {"perplexity": scores["perplexity"]}
 
 
-# --- train ---------------------------------------------------------------------------------
-_TRAIN_FLAGS = {"env": "env.id", "algo": "algo", "model": "model", "init": "init", "total_timesteps": "total_timesteps",
-                "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads"}
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from agents.config import load_config, parse_set  # lazy: `import textgym` must not import agents
-    from agents.train import run_training
-
-    overrides = parse_set(args.set or [])
-    overrides.update({key: getattr(args, flag) for flag, key in _TRAIN_FLAGS.items() if getattr(args, flag) is not None})
-    if args.no_progress:
-        overrides["progress_bar"] = False
-    config = load_config(args.config, overrides)
-    _check_env_id(config.env.id)
-    run_training(config)
-    return 0
-
-
-def _add_train(sub: Any) -> None:
-    tr = sub.add_parser("train", help="train PPO / A2C / supervised (sft) on an environment",
-                        description="Train a language model on a textgym environment. With no arguments: PPO on "
-                        "textgym/Generation-v0 with the offline SmolLM2-135M-Instruct, a few minutes on a CPU. "
-                        "Precedence: defaults < --config file < --set < the flags below.")
-    tr.add_argument("--env", help="registered id (default: textgym/Generation-v0)")
-    tr.add_argument("--algo", choices=("ppo", "a2c", "sft"), help="default: ppo")
-    tr.add_argument("--model", help="base model alias, folder or hub id (default: smollm2-135m)")
-    tr.add_argument("--init", help="start from this checkpoint folder (e.g. an sft run's final/)")
-    tr.add_argument("--config", help="YAML file loaded into agents.config.TrainConfig (unknown keys are errors)")
-    tr.add_argument("--total-timesteps", type=int, help="environment steps (generated tokens) for ppo/a2c")
-    tr.add_argument("--num-envs", type=int, help="parallel episodes")
-    tr.add_argument("--device", help="auto, cpu, cuda, ...")
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--out", help="output folder (default: runs/<algo>-<env>-seed<seed>)")
-    tr.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. ppo.n_epochs=4")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
-    tr.set_defaults(func=_cmd_train)
-
-
 def _add_eval(sub: Any) -> None:
     ev = sub.add_parser("eval", help="score a model or checkpoint on an environment (metrics table, samples, JSON)")
     ev.add_argument("--env", default="textgym/Generation-v0", help="registered id (default: %(default)s)")
@@ -203,7 +163,7 @@ def _add_eval(sub: Any) -> None:
     ev.add_argument("--metrics", nargs="*", help="extra metrics, e.g. chrf or a learned reward rm:NAME")
     ev.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
     ev.add_argument("--device", default="auto")
-    ev.add_argument("--threads", type=int_in(1), default=None)
+    ev.add_argument("--threads", type=int_in(1), default=None, help="CPU threads (default: $OMP_NUM_THREADS, else the idle cores)")
     ev.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     ev.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     ev.add_argument("--no-perplexity", action="store_true", help="skip the perplexity under the base model")
@@ -212,7 +172,7 @@ def _add_eval(sub: Any) -> None:
     ev.set_defaults(func=_cmd_eval)
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, with its errors as one ``error:`` line (no usage block) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
@@ -240,12 +200,25 @@ def _add_plot(sub: Any) -> None:
     pl.set_defaults(func=_cmd_plot)
 
 
+COMMAND_GROUP = "textgym.commands"  # entry points: name = "module:function(argv) -> exit status"
+
+
+def command_plugins() -> dict[str, Any]:
+    """Commands other installed packages add (``textgym train`` from the agents), by name."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="textgym", description="RL environments for language models on real text tasks")
+    parser = OneLineParser(prog="textgym", description="RL environments for language models on real text tasks")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="table of every registered environment id").set_defaults(func=_cmd_list)
-    _add_train(sub)
+    for name, ep in sorted(command_plugins().items()):
+        # Its own parser reads the arguments (and --help) when it runs; nothing is imported here.
+        sub.add_parser(name, add_help=False, help=f"see textgym {name} --help (from {ep.value.split(':')[0]})"
+                       ).set_defaults(plugin=ep)
     _add_eval(sub)
     _add_plot(sub)
     from textgym.rlhf.cli import add_rlhf_commands  # cheap: torch loads only when a command runs
@@ -281,10 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    plugin = getattr(args, "plugin", None)
+    if plugin is None and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     command = " ".join(filter(None, [args.command, getattr(args, "rlhf_command", None)]))
     try:
-        return args.func(args)
+        return plugin.load()(rest) if plugin is not None else args.func(args)
     except KeyboardInterrupt:
         print(f"textgym {command}: error: interrupted", file=sys.stderr)
         return 130

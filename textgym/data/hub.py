@@ -13,7 +13,7 @@ from itertools import groupby
 from typing import Any
 
 from textgym.data.base import Sample
-from textgym.data.loaders import (
+from textgym.data.rows import (
     DataError,
     commongen_source,
     dialogue_samples,

@@ -15,7 +15,7 @@ Specs for :func:`~textgym.rewards.make_reward` (registered lazily by the registr
 * ``"classifier:<model>"`` or ``"classifier:<model>#<label>"``: :class:`ClassifierReward`;
 * ``"embedding:<model>"``: :class:`EmbeddingSimilarityReward` (``"embedding:minilm"`` for the
   offline all-MiniLM-L6-v2);
-* ``"rm:<folder or name>"``: a saved :class:`RewardModel`; a bare name is looked up under
+* ``"rm:<folder or name>"``: a saved :class:`~textgym.rewards.reward_model.RewardModel`; a bare name is looked up under
   ``<textgym cache>/reward_models/`` (``"rm:imdb-sentiment"`` is made by
   ``textgym rlhf train-sentiment``).
 """
@@ -34,9 +34,11 @@ from textgym.rewards.overlap import validate_batch
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "BatchedScorer",
     "ClassifierReward",
     "EmbeddingSimilarityReward",
     "classifier_from_spec",
+    "pool_hidden",
     "resolve_device",
     "resolve_encoder_path",
     "resolve_reward_model_path",
@@ -103,7 +105,7 @@ def _load_pretrained(kind: str, path: str, device: str):
     return tokenizer, model
 
 
-class _BatchedScorer:
+class BatchedScorer:
     """Shared plumbing: input checks, empty texts, batching on the device."""
 
     name: str
@@ -145,7 +147,7 @@ class _BatchedScorer:
         return f"<{type(self).__name__} {self.name!r} on {self.device}>"
 
 
-class ClassifierReward(_BatchedScorer):
+class ClassifierReward(BatchedScorer):
     """Probability of a chosen label (or a weighted sum of label probabilities) of a classifier.
 
     Args:
@@ -234,7 +236,7 @@ def classifier_from_spec(arg: str) -> ClassifierReward:
     return ClassifierReward(model, label=label or None)
 
 
-def _pool(hidden, mask, mode: str):
+def pool_hidden(hidden, mask, mode: str):
     """Pool token states (B, T, H) with mask (B, T) into (B, H)."""
     if mode == "cls":
         return hidden[:, 0]
@@ -254,7 +256,7 @@ def _pooling_mode(path: Path | str) -> str:
     return "mean"
 
 
-class EmbeddingSimilarityReward(_BatchedScorer):
+class EmbeddingSimilarityReward(BatchedScorer):
     """Cosine similarity of generation and references in a sentence-embedding space.
 
     The score of an item is the maximum cosine similarity over its references. Reference
@@ -299,7 +301,7 @@ class EmbeddingSimilarityReward(_BatchedScorer):
             enc = self._tokenize(texts[start:start + self.batch_size])
             with torch.inference_mode():
                 hidden = self.model(**enc).last_hidden_state.float()  # (B, T, H)
-                pooled = _pool(hidden, enc["attention_mask"], self.pooling)  # (B, H)
+                pooled = pool_hidden(hidden, enc["attention_mask"], self.pooling)  # (B, H)
                 chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(chunks)
 
@@ -318,15 +320,3 @@ class EmbeddingSimilarityReward(_BatchedScorer):
             ref = torch.stack([self._ref_cache[r] for r in refs])  # (R, H)
             out.append(float((ref @ g).max().clamp(-1.0, 1.0)))
         return out
-
-
-_IN_REWARD_MODEL = ("RewardModel", "RewardModelConfig", "load_reward_model")
-
-
-def __getattr__(name: str) -> Any:
-    """``RewardModel`` and friends live in :mod:`textgym.rewards.reward_model` (file size)."""
-    if name in _IN_REWARD_MODEL:
-        from textgym.rewards import reward_model
-
-        return getattr(reward_model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

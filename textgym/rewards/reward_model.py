@@ -2,7 +2,7 @@
 
 Trained by :mod:`textgym.rlhf.train` (on preferences or on labelled texts) and used as the reward
 spec ``"rm:<folder or name>"``; see :mod:`textgym.rewards.learned` for the shared semantics
-(device, empty generations, batching, pickling). Also importable from ``textgym.rewards.learned``.
+(device, empty generations, batching, pickling).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from textgym.rewards.learned import (
     DEFAULT_ENCODER,
     RM_CONFIG_FILE,
     RM_HEAD_FILE,
-    _BatchedScorer,
-    _pool,
+    BatchedScorer,
+    pool_hidden,
     resolve_device,
     resolve_encoder_path,
     resolve_reward_model_path,
@@ -69,7 +69,7 @@ def _make_head(hidden: int, width: int):
     return nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, 1))
 
 
-class RewardModel(_BatchedScorer):
+class RewardModel(BatchedScorer):
     """A transformer encoder with a scalar head, trained on labels or preferences.
 
     Train it with :func:`textgym.rlhf.train.fit_labels` (classification, ``output="probability"``)
@@ -113,7 +113,7 @@ class RewardModel(_BatchedScorer):
         pairs = prompts if self.config.input == "pair" else None
         enc = self._tokenize(generations, pairs)
         hidden = self.encoder(**enc).last_hidden_state.float()  # (B, T, H)
-        return _pool(hidden, enc["attention_mask"], self.config.pooling)
+        return pool_hidden(hidden, enc["attention_mask"], self.config.pooling)
 
     def logits(self, prompts: Sequence[str], generations: Sequence[str]):
         """Head outputs (B,) before the sigmoid, with gradients (the training path)."""

@@ -136,7 +136,7 @@ def train_sentiment_model(data_dir: str | os.PathLike | None = None,
     Args:
         data_dir: Data folder (default: ``$TEXTGYM_DATA_DIR``).
         out: Where to save (default: :func:`sentiment_model_path`).
-        encoder, max_length, head_hidden: See :class:`~textgym.rewards.learned.RewardModelConfig`.
+        encoder, max_length, head_hidden: See :class:`~textgym.rewards.reward_model.RewardModelConfig`.
         heldout_fraction: Share of each source held out.
         limit: Use at most this many items per source (quick runs and tests).
         config: Training settings (default: frozen encoder, cached embeddings).

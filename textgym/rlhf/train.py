@@ -1,4 +1,4 @@
-"""Train a :class:`~textgym.rewards.learned.RewardModel` on preferences or on labelled texts.
+"""Train a :class:`~textgym.rewards.reward_model.RewardModel` on preferences or on labelled texts.
 
 Two regimes, same loss either way:
 
@@ -240,7 +240,7 @@ def train_reward_model(store: str | os.PathLike | PreferenceStore, out: str | os
     Args:
         store: A :class:`PreferenceStore` or its file.
         out: Folder to save the model to (replaced atomically).
-        encoder, input, max_length, head_hidden: See :class:`~textgym.rewards.learned.RewardModelConfig`.
+        encoder, input, max_length, head_hidden: See :class:`~textgym.rewards.reward_model.RewardModelConfig`.
         heldout_fraction: Share of prompts held out for the accuracy report (0: none).
         config: Training settings.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...

@@ -1,0 +1,56 @@
+"""``textgym train``: the command lives with the agents; textgym finds it through the
+``textgym.commands`` entry-point group (setup.cfg), so the env package never imports the agents."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from textgym.argtypes import int_in
+from textgym.cli import OneLineParser
+
+_TRAIN_FLAGS = {"env": "env.id", "algo": "algo", "model": "model", "init": "init", "total_timesteps": "total_timesteps",
+                "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads"}
+
+
+def build_train_parser(prog: str = "textgym train") -> argparse.ArgumentParser:
+    """The ``textgym train`` arguments."""
+    tr = OneLineParser(
+        prog=prog, description="Train a language model on a textgym environment. With no arguments: PPO on "
+        "textgym/Generation-v0 with the offline SmolLM2-135M-Instruct, a few minutes on a CPU. "
+        "Precedence: defaults < --config file < --set < the flags below.")
+    tr.add_argument("--env", help="registered id (default: textgym/Generation-v0)")
+    tr.add_argument("--algo", choices=("ppo", "a2c", "sft"), help="default: ppo")
+    tr.add_argument("--model", help="base model alias, folder or hub id (default: smollm2-135m)")
+    tr.add_argument("--init", help="start from this checkpoint folder (e.g. an sft run's final/)")
+    tr.add_argument("--config", help="YAML file loaded into agents.config.TrainConfig (unknown keys are errors)")
+    tr.add_argument("--total-timesteps", type=int_in(1), help="environment steps (generated tokens) for ppo/a2c")
+    tr.add_argument("--num-envs", type=int_in(1), help="parallel episodes")
+    tr.add_argument("--device", help="auto, cpu, cuda, ...")
+    tr.add_argument("--seed", type=int_in(0, 2**32 - 1))
+    tr.add_argument("--out", help="output folder (default: runs/<algo>-<env>-seed<seed>)")
+    tr.add_argument("--threads", type=int_in(1), help="CPU threads (default: $OMP_NUM_THREADS, else the idle cores)")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. ppo.n_epochs=4")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return tr
+
+
+def train_command(argv: Sequence[str]) -> int:
+    """Run ``textgym train ARGV``; errors propagate to ``textgym.cli.main``, which prints one line."""
+    from agents.config import load_config, parse_set
+    from agents.train import run_training
+
+    args = build_train_parser().parse_args(list(argv))
+    overrides = parse_set(args.set or [])
+    overrides.update({key: getattr(args, flag) for flag, key in _TRAIN_FLAGS.items() if getattr(args, flag) is not None})
+    if args.no_progress:
+        overrides["progress_bar"] = False
+    run_training(load_config(args.config, overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    from textgym.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
