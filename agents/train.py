@@ -99,10 +99,16 @@ class RunMonitor(BaseCallback):
         for name, values in getattr(model, "metric_buffer", {}).items():
             if values:
                 point[name] = float(np.mean(values))
+        logged = model.logger.name_to_value  # this rollout's values, recorded before on_rollout_end
+        for name in ("kl", "kl_per_token"):
+            if f"rollout/{name}" in logged:
+                point[name] = float(logged[f"rollout/{name}"])
         point["kl_coef"] = float(getattr(model, "kl_coef", 0.0))
         with open(self.out / "curve.jsonl", "a") as handle:
             handle.write(json.dumps(point) + "\n")
-        if self.next_checkpoint is not None and model.num_timesteps >= self.next_checkpoint:
+        # The last rollout's weights are written once, as final/ (a periodic copy would double the disk).
+        last = model.num_timesteps >= getattr(model, "_total_timesteps", float("inf"))
+        if self.next_checkpoint is not None and model.num_timesteps >= self.next_checkpoint and not last:
             self.save(self.out / "checkpoints" / f"step_{model.num_timesteps:08d}")
             prune_checkpoints(self.out / "checkpoints", self.config.checkpoint.keep, model.num_timesteps)
             self.next_checkpoint = next_checkpoint_step(model.num_timesteps, self.config.checkpoint.every)
@@ -151,6 +157,8 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     logger = _tensorboard_logger(out, config)
     writer = _tensorboard_writer(logger)
     before = held_out_eval(config, start_model, tokenizer) if config.eval.before else None
+    if before is not None:  # shown now, so a long run tells at once where it starts from
+        log_before(config, before, log)
     meta = {"algo": config.algo, "env": config.env.id, "seed": config.seed, "config_hash": config_hash(config),
             "base_model": read_meta(init).get("base_model", config.model) if init else config.model,
             "init": init, "textgym_version": textgym.__version__}
@@ -245,6 +253,15 @@ def _write_summary(config: TrainConfig, result: TrainResult, before: Any, after:
                "train_seconds": result.train_seconds, "rollout_tokens_per_s": result.rollout_tokens_per_s,
                "stats": result.stats, "samples_before": samples(before), "samples_after": samples(after)}
     atomic_write_json(result.out_dir / "summary.json", summary)
+
+
+def log_before(config: TrainConfig, before: Any, log: Log = print) -> None:
+    """Print the held-out metrics of the starting model, before training starts."""
+    from textgym.cli import format_table
+
+    rows = [["metric", "before"], *([name, _fmt(value)] for name, value in before.metrics.items())]
+    log(f"\nheld-out metrics before training ({config.eval.split}, {len(before.records)} items, greedy):\n"
+        + format_table(rows) + "\n")
 
 
 def report(result: TrainResult, before: Any, after: Any, show: int, log: Log = print) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -44,12 +45,18 @@ def test_ppo_from_sft_then_eval_checkpoint(sft_run, tiny_model, tmp_path, capsys
     assert rc == 0
     printed = capsys.readouterr().out
     assert "held-out metrics" in printed and "before" in printed and "reference:" in printed
+    # the starting point is printed before training, the comparison after it
+    assert printed.index("held-out metrics before training") < printed.index("held-out metrics:")
     meta = json.loads((out / "final" / "textgym_checkpoint.json").read_text())
     assert meta["base_model"] == tiny_model and meta["init"] == str(sft_run / "final") and meta["timesteps"] >= 48
     assert (out / "final" / "agent.zip").is_file()
-    assert len(list((out / "checkpoints").iterdir())) == 1  # periodic checkpoints, only the last kept
     curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
-    assert curve and curve[-1]["timesteps"] >= 48 and "ep_rew_mean" in curve[-1]
+    # a row per rollout: 4 envs x 6-token episodes = 24 steps each, so 2 rollouts reach 48
+    assert [row["timesteps"] for row in curve] == [24, 48] and "ep_rew_mean" in curve[-1]
+    assert all("kl" in row and "kl_per_token" in row for row in curve)
+    # periodic checkpoints: only the last kept, and none at the final step (final/ holds those weights)
+    steps = [int(p.name.split("_")[1]) for p in (out / "checkpoints").iterdir()]
+    assert steps == [24] and meta["timesteps"] == 48
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rollout_tokens_per_s"] > 0 and summary["stats"]["timesteps"] >= 48
     assert summary["stats"]["fast_path"] and 0 < summary["stats"]["rollout_tokens"] <= summary["stats"]["timesteps"]
@@ -120,3 +127,17 @@ def test_train_is_listed_and_has_its_own_help(capsys):
 def test_import_textgym_does_not_import_agents():
     code = "import sys, textgym, textgym.cli; textgym.cli.build_parser(); print('agents' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_library_bars_and_warnings_only_with_verbose(tiny_model, tmp_path):
+    """transformers' "Loading weights" bar (and the like) shows only with --verbose; our own output always."""
+    def run(*extra):
+        argv = [sys.executable, "-m", "textgym.cli", "eval", "--model", tiny_model, "--n", "2", "--batch-size", "2",
+                "--max-new-tokens", "4", "--no-perplexity", "--out", str(tmp_path / "e.json"), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": ""})
+
+    quiet, verbose = run(), run("--verbose")
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr[-2000:] + verbose.stderr[-2000:]
+    assert "Loading weights" in verbose.stderr and "Loading weights" not in quiet.stderr
+    assert "eval textgym/Generation-v0" in quiet.stderr  # our own progress bar stays
+    assert "metric" in quiet.stdout

@@ -213,6 +213,8 @@ def command_plugins() -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="textgym", description="RL environments for language models on real text tasks")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the libraries' own progress bars, logs and warnings (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="table of every registered environment id").set_defaults(func=_cmd_list)
     for name, ep in sorted(command_plugins().items()):
@@ -250,10 +252,15 @@ def error_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a ``textgym`` command. Every failure prints one ``error:`` line and returns 2
-    (130 on Ctrl-C); ``--debug`` (anywhere on the line) shows the traceback instead."""
+    (130 on Ctrl-C); ``--debug`` (anywhere on the line) shows the traceback instead, and
+    ``--verbose`` (anywhere) lets the libraries' own progress bars, logs and warnings through."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
+    if not verbose:
+        from textgym.console import quiet_libraries
+
+        quiet_libraries()
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     plugin = getattr(args, "plugin", None)
