@@ -24,23 +24,24 @@ MAX_TOKENS = 8192  # as textgym.core's sanity bound on lengths
 
 # Allowed range of every numeric field: (low, high, low is open, high is open); None: unbounded.
 # Every float must also be finite, and None is allowed only where the field's type says so.
+# A learning rate of 0 is allowed, as in SB3: the weights stay as they are (evaluation, tests).
 _RANGES: dict[str, dict[str, tuple[float | None, float | None, bool, bool]]] = {
     "EnvConfig": {"max_prompt_length": (1, MAX_TOKENS, False, False), "max_new_tokens": (1, MAX_TOKENS, False, False)},
     "PolicyConfig": {"temperature": (0, None, True, False), "top_k": (1, None, False, False),
                      "top_p": (0, 1, True, False)},
-    "PPOConfig": {"learning_rate": (0, None, True, False), "n_steps": (1, None, False, False),
+    "PPOConfig": {"learning_rate": (0, None, False, False), "n_steps": (1, None, False, False),
                   "batch_size": (1, None, False, False), "n_epochs": (1, None, False, False),
                   "gamma": (0, 1, False, False), "gae_lambda": (0, 1, False, False),
                   "clip_range": (0, None, True, False), "ent_coef": (0, None, False, False),
                   "vf_coef": (0, None, False, False), "max_grad_norm": (0, None, True, False),
                   "target_kl": (0, None, True, False), "kl_coef": (0, None, False, False),
                   "kl_target": (0, None, True, False)},
-    "A2CConfig": {"learning_rate": (0, None, True, False), "n_steps": (1, None, False, False),
+    "A2CConfig": {"learning_rate": (0, None, False, False), "n_steps": (1, None, False, False),
                   "gamma": (0, 1, False, False), "gae_lambda": (0, 1, False, False),
                   "ent_coef": (0, None, False, False), "vf_coef": (0, None, False, False),
                   "max_grad_norm": (0, None, True, False), "kl_coef": (0, None, False, False),
                   "kl_target": (0, None, True, False)},
-    "SFTConfig": {"learning_rate": (0, None, True, False), "epochs": (0, None, True, False),
+    "SFTConfig": {"learning_rate": (0, None, False, False), "epochs": (0, None, True, False),
                   "batch_size": (1, None, False, False), "weight_decay": (0, None, False, False),
                   "max_grad_norm": (0, None, True, False)},
     "EvalConfig": {"n": (1, None, False, False), "batch_size": (1, None, False, False), "show": (0, None, False, False)},
