@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from textgym.models import default_model
+
 ALGOS = ("ppo", "a2c", "sft")
 SPLITS = ("train", "validation", "test")
 REWARD_MODES = ("terminal", "dense")
@@ -223,7 +225,7 @@ class TrainConfig(_Checked):
 
     env: EnvConfig = field(default_factory=EnvConfig)
     algo: str = "ppo"
-    model: str = "smollm2-135m"
+    model: str = field(default_factory=default_model)  # $TEXTGYM_DEFAULT_MODEL, else smollm2-135m
     init: str | None = None
     total_timesteps: int = 960
     num_envs: int = 16
