@@ -249,10 +249,6 @@ class TrainConfig(_Checked):
         from textgym.devices import resolve_device
 
         resolve_device(self.device)  # an unknown or absent device fails now, not after loading the model
-        if self.out is not None:
-            from textgym.io import check_writable_dir
-
-            check_writable_dir(self.out, "out")
 
     def run_dir(self) -> Path:
         """The output folder: ``out`` or ``runs/<algo>-<env name>-seed<seed>``."""

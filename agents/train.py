@@ -20,7 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 import textgym
 from agents.checkpoints import check_checkpoint, next_checkpoint_step, prune_checkpoints, read_meta, save_checkpoint
 from agents.config import TrainConfig, config_hash, to_dict
-from textgym.io import atomic_write_json
+from textgym.io import atomic_write_json, check_writable_dir
 from textgym.threads import choose_threads, set_threads
 
 __all__ = ["TrainResult", "build_agent", "build_vec_env", "choose_threads", "env_kwargs", "run_training"]
@@ -143,8 +143,7 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
         known = [e.env_id for e in textgym.ENVS]
         raise ValueError(f"unknown env id {config.env.id!r}; registered textgym ids: {known}")
     init = str(check_checkpoint(config.init)) if config.init else None
-    out = config.run_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(config.run_dir(), "out")  # before any model is loaded
     (out / "curve.jsonl").unlink(missing_ok=True)
     atomic_write_json(out / "train_config.json", to_dict(config))
     threads = set_threads(config.threads)

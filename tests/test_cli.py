@@ -134,7 +134,9 @@ def test_library_bars_and_warnings_only_with_verbose(tiny_model, tmp_path):
     def run(*extra):
         argv = [sys.executable, "-m", "textgym.cli", "eval", "--model", tiny_model, "--n", "2", "--batch-size", "2",
                 "--max-new-tokens", "4", "--no-perplexity", "--out", str(tmp_path / "e.json"), *extra]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": ""})
+        env = {k: v for k, v in os.environ.items()  # earlier in-process main() calls set these
+               if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS")}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
 
     quiet, verbose = run(), run("--verbose")
     assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr[-2000:] + verbose.stderr[-2000:]
