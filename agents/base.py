@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 from collections import defaultdict, deque
@@ -72,14 +71,14 @@ class KLStats:
 class TextAlgorithmMixin:
     """Mixed into SB3's PPO / A2C. Active only with a :class:`TransformerPolicy`.
 
-    Adds: a frozen reference copy of the initial LM (no gradients, saved with the agent), the
+    Adds: the policy's frozen reference, the initial LM (a frozen copy saved with the policy, or
+    with LoRA the same LM with its adapters disabled), the
     per-token penalty ``-kl_coef * (log pi - log pi_ref)`` on every reward, a fixed or adaptive
     ``kl_coef``, and logs of ``kl``, ``kl_coef``, ``entropy``, skipped non-finite updates and the
     env's task metrics.
     """
 
     policy: Any
-    reference: th.nn.Module | None = None
     episode_batch: EpisodeBatch | None = None
 
     def train_episodes(self, batch: EpisodeBatch) -> None:
@@ -89,6 +88,11 @@ class TextAlgorithmMixin:
     def _init_text(self, kl_coef: float, kl_target: float | None, kl_horizon: int) -> None:
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
+
+    @property
+    def reference(self) -> th.nn.Module | None:
+        """The frozen reference copy of the LM (``None`` with LoRA: see ``policy.reference()``)."""
+        return getattr(getattr(self, "policy", None), "reference_lm", None)
 
     @property
     def kl_coef(self) -> float:
@@ -114,15 +118,14 @@ class TextAlgorithmMixin:
         super()._setup_model()  # type: ignore[misc]
         if not self._is_text_policy():
             return
-        # The reference is the initial policy: a frozen copy, not a second trainable model.
-        self.reference = copy.deepcopy(self.policy.lm).eval().requires_grad_(False)
+        self.policy.init_reference()  # the initial policy, frozen (with LoRA: adapters disabled)
         self.kl_stats = KLStats(self.n_envs)
         if isinstance(self.rollout_buffer, KLPenaltyRolloutBuffer):
             self.rollout_buffer.penalty = self._kl_penalty
 
     def _kl_penalty(self, obs: dict, actions: np.ndarray, log_prob: th.Tensor, episode_start: np.ndarray) -> np.ndarray:
         obs_t = obs_as_tensor(obs, self.device)
-        ref = self.policy.reference_log_prob(self.reference, obs_t, th.as_tensor(actions, device=self.device))
+        ref = self.policy.reference_log_prob(obs_t, th.as_tensor(actions, device=self.device))
         kl = (log_prob.detach().float().flatten() - ref.float()).cpu().numpy()  # (n_envs,)
         self.kl_stats.add(kl, episode_start)
         return (self.kl_coef * kl).astype(np.float32)
@@ -159,7 +162,7 @@ class TextAlgorithmMixin:
             lp, v, _ = evaluate_episodes(self.policy, batch, rows)
             log_probs.append(lp.float())
             values.append(v.float())
-            refs.append(reference_log_probs(self.policy, self.reference, batch, rows).float())
+            refs.append(reference_log_probs(self.policy, batch, rows).float())
         batch.log_probs, batch.values, batch.ref_log_probs = th.cat(log_probs), th.cat(values), th.cat(refs)
         mask = batch.step_mask.float()
         kl = (batch.log_probs - batch.ref_log_probs) * mask  # (E, T)
@@ -211,13 +214,7 @@ class TextAlgorithmMixin:
             self.logger.record("train/skipped_updates", self.policy.skipped_updates)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "reference", "kl_stats", "metric_buffer", "episode_batch"]  # type: ignore[misc]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, variables = super()._get_torch_save_params()  # type: ignore[misc]
-        if self.reference is not None:
-            state_dicts = [*state_dicts, "reference"]
-        return state_dicts, variables
+        return [*super()._excluded_save_params(), "kl_stats", "metric_buffer", "episode_batch"]  # type: ignore[misc]
 
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
         """SB3's ``save``, written atomically: a crash mid-write never leaves a half checkpoint."""
