@@ -32,6 +32,28 @@ class EnvConfig:
 
 
 @dataclass
+class LoraSettings:
+    """LoRA adapters (``pip install 'textgym[lora]'``); ``r = 0`` trains the whole model instead.
+
+    ``alpha`` defaults to ``2 * r``; ``target_modules`` (names such as ``[q_proj, v_proj]``, a regex
+    or ``all-linear``) defaults to peft's choice for the architecture.
+    """
+
+    r: int = 0
+    alpha: float | None = None
+    target_modules: list[str] | str | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.r < 0:
+            raise ValueError(f"lora.r must be >= 0 (0: no LoRA), got {self.r}")
+
+    def policy_kwarg(self) -> dict[str, Any] | None:
+        """The ``lora`` policy keyword: ``None`` when ``r == 0``."""
+        return None if self.r == 0 else asdict(self)
+
+
+@dataclass
 class PolicyConfig:
     """``policy_kwargs`` of the TransformerPolicy (sampling controls apply to the action distribution)."""
 
@@ -39,6 +61,13 @@ class PolicyConfig:
     top_k: int | None = None
     top_p: float | None = None
     separate_critic: bool = False
+    precision: str = "auto"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the TransformerPolicy."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "lora"},
+                "lora": self.lora.policy_kwarg()}
 
 
 @dataclass
@@ -181,6 +210,10 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+    elif origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, list):
+            return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     elif hint in (int, str, bool):
         if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
             return value
@@ -281,10 +314,19 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 # Settings that do not change what is learned; left out of the hash so seeds and machines group.
 _UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
 
+_LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
+
 
 def config_hash(config: TrainConfig | dict[str, Any]) -> str:
     """Short sha256 of the config without the seed and run-local settings (output folder, device...)."""
     data = to_dict(config) if dataclasses.is_dataclass(config) else dict(config)
     for key in _UNHASHED:
         data.pop(key, None)
+    # Policy settings added later hash only when set, so older records of the same run still group.
+    policy = dict(data.get("policy") or {})
+    for key, default in _LATER_POLICY_DEFAULTS.items():
+        if key in policy and policy[key] == default:
+            policy.pop(key)
+    if "policy" in data:
+        data["policy"] = policy
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

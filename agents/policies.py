@@ -263,7 +263,8 @@ class TransformerPolicy(ActorCriticPolicy):
         """State-dict keys of the frozen LoRA base weights: rebuilt from ``model_name``, so not saved."""
         if self.peft_model is None or self.model_config is not None:
             return set()  # a config-built model's random base weights cannot be rebuilt: save them
-        return {f"lm.{name}" for name, p in self.lm.named_parameters() if not p.requires_grad}
+        trainable = {name for name, p in self.lm.named_parameters(remove_duplicate=False) if p.requires_grad}
+        return {f"lm.{name}" for name in self.lm.state_dict(keep_vars=True) if name not in trainable}
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """nn.Module's state dict; with LoRA on a named model, only the adapters and the value head."""

@@ -76,7 +76,7 @@ def build_agent(config: TrainConfig, env: Any, model_name: str, tensorboard_log:
 
     algo_cls = PPO if config.algo == "ppo" else A2C
     kwargs = to_dict(config)[config.algo]
-    policy_kwargs = dict(model_name=model_name, **to_dict(config)["policy"])
+    policy_kwargs = dict(model_name=model_name, **config.policy.policy_kwargs())
     return algo_cls("TransformerPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
                     tensorboard_log=tensorboard_log, verbose=0, **kwargs)
 
@@ -213,7 +213,7 @@ def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, me
     agent = build_agent(config, env, start_model, str(out / "tb") if config.tensorboard else None)
 
     def save(folder: Path) -> None:
-        save_checkpoint(folder, agent.policy.lm, tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},
+        save_checkpoint(folder, agent.policy.export_lm(), tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},
                         agent if config.checkpoint.save_agent else None)
 
     monitor = RunMonitor(out, config, save)

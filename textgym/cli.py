@@ -141,7 +141,8 @@ def _perplexity(base_model: str, records: list[dict[str, Any]], device: str) -> 
 
 # --- train ---------------------------------------------------------------------------------
 _TRAIN_FLAGS = {"env": "env.id", "algo": "algo", "model": "model", "init": "init", "total_timesteps": "total_timesteps",
-                "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads"}
+                "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads",
+                "lora_r": "policy.lora.r"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -174,6 +175,8 @@ def _add_train(sub: Any) -> None:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--out", help="output folder (default: runs/<algo>-<env>-seed<seed>)")
     tr.add_argument("--threads", type=int, help="CPU threads (default: the idle cores)")
+    tr.add_argument("--lora-r", type=int, help="train LoRA adapters of this rank instead of the whole model "
+                    "(0: off; needs pip install 'textgym[lora]'; more in --set policy.lora.alpha=...)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. ppo.n_epochs=4")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
