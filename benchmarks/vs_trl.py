@@ -64,7 +64,8 @@ def workload(args: argparse.Namespace) -> dict[str, Any]:
     venv = TokenVecEnv(make_env(args), args.batch, device="cpu")
     prompts = [venv._prompt(i) for i in range(args.batch)]
     ids = [[venv.pad_token_id] * (args.prompt_length - len(p)) + p.tolist() for p, _ in prompts]
-    return {"model_dir": str(resolve_model_path(args.model)), "prompt_ids": ids, "prompt_texts": [t for _, t in prompts],
+    texts = [t for _, t in prompts]
+    return {"model_dir": str(resolve_model_path(args.model)), "prompt_ids": ids, "prompt_texts": texts,
             "pad_token_id": venv.pad_token_id, "batch": args.batch, "prompt_length": args.prompt_length,
             "new_tokens": args.new_tokens, "warmup": args.warmup, "iterations": args.iterations,
             "learning_rate": 1e-5, "kl_coef": 0.05, "threads": args.threads, "device": args.device,
@@ -191,8 +192,8 @@ def run_child(cmd: list[str], threads: int) -> tuple[dict[str, Any] | None, floa
 
 
 def table(results: dict[str, dict[str, Any]], spec: dict[str, Any]) -> str:
-    lines = [f"| system | s / iteration (median of {spec['iterations']}, the lower one when even) | peak RSS (GB) | vs TRL PPO time | "
-             "vs TRL PPO memory |", "|---|---|---|---|---|"]
+    lines = [f"| system | s / iteration (median of {spec['iterations']}) | peak RSS (GB) | vs TRL PPO time "
+             "| vs TRL PPO memory |", "|---|---|---|---|---|"]
     base = results.get("trl-ppo")
     for name, r in results.items():
         ratio_t = f"{r['median_s'] / base['median_s']:.2f}x" if base else "-"
