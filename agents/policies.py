@@ -98,8 +98,10 @@ class TransformerPolicy(ActorCriticPolicy):
         lora: Train LoRA adapters instead of the whole LM, e.g. ``dict(r=8, alpha=16,
             target_modules=["q_proj", "v_proj"])`` (see :func:`agents.lora.check_lora`; needs
             ``pip install 'textgym[lora]'``). The base weights stay frozen and are the KL reference.
-        precision: ``"auto"`` (bf16 autocast on CUDA devices that support it, fp32 elsewhere: bf16
-            autocast measured slower on CPU, see benchmarks/README.md), ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA devices that support it, fp32 elsewhere),
+            ``"fp32"`` or ``"bf16"`` (autocast on any device; on a CPU with AVX512-BF16 one PPO
+            iteration measured 1.4x faster than fp32, see benchmarks/README.md; CPUs without
+            native bf16 emulate it, so it is opt-in there).
         optimizer_class, optimizer_kwargs: As in SB3 (default AdamW, fused unless ``fused`` or
             ``foreach`` is given).
         **kwargs: SB3 ``ActorCriticPolicy`` arguments that make sense here (``use_sde`` must be False).
