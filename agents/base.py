@@ -3,7 +3,6 @@ text metrics, and the fast path (whole-episode KV-cache rollouts) as a rollout s
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import os
@@ -59,7 +58,8 @@ class TextAlgorithmMixin:
 
     Adds: defaults taken from :attr:`config_class` (the ``textgym train`` config, one source of
     truth), an env id / TextEnv / DummyVecEnv of TextEnvs turned into the fast path's TokenVecEnv,
-    a frozen reference copy of the initial LM (saved with the agent), the per-token penalty
+    the policy's frozen reference (the initial LM: a frozen copy saved with the policy, or with LoRA
+    the same LM with its adapters disabled), the per-token penalty
     ``-kl_coef * (log pi - log pi_ref)`` on every reward (fixed or adaptive ``kl_coef``), and logs of
     ``kl``, ``kl_coef``, ``entropy``, skipped non-finite updates and the env's task metrics.
 
@@ -82,7 +82,6 @@ class TextAlgorithmMixin:
 
     config_class: ClassVar[type]  # the textgym train section whose fields are the defaults
     policy: Any
-    reference: th.nn.Module | None = None
 
     def __init__(self, policy: Any, env: Any, *args: Any, kl_coef: float | None = None, kl_target: float | None = None,
                  kl_horizon: int = 10_000, n_envs: int = 1, env_kwargs: dict[str, Any] | None = None,
@@ -116,6 +115,11 @@ class TextAlgorithmMixin:
             sb3_init(policy, env, **kwargs)
 
     @property
+    def reference(self) -> th.nn.Module | None:
+        """The frozen reference copy of the LM (``None`` with LoRA: see ``policy.reference()``)."""
+        return getattr(getattr(self, "policy", None), "reference_lm", None)
+
+    @property
     def kl_coef(self) -> float:
         return self.kl_controller.value
 
@@ -142,14 +146,10 @@ class TextAlgorithmMixin:
         super()._setup_model()  # type: ignore[misc]
         if not self._is_text_policy():
             return
-        self.reference = self._make_reference()
+        self.policy.init_reference()  # the initial policy, frozen (with LoRA: adapters disabled)
         self.kl_stats = KLStats(self.n_envs)
         if isinstance(self.rollout_buffer, KLPenaltyRolloutBuffer):
             self.rollout_buffer.penalty = self._kl_penalty
-
-    def _make_reference(self) -> th.nn.Module:
-        """The KL reference: a frozen copy of the initial LM, not a second trainable model."""
-        return copy.deepcopy(self.policy.lm).eval().requires_grad_(False)
 
     def set_env(self, env: Any, force_reset: bool = True) -> None:
         """SB3's ``set_env``; with a TransformerPolicy, TextEnvs are batched for the fast path as in ``__init__``."""
@@ -178,7 +178,7 @@ class TextAlgorithmMixin:
     # --- rollouts ------------------------------------------------------------------------
     def _kl_penalty(self, obs: dict, actions: np.ndarray, log_prob: th.Tensor, episode_start: np.ndarray) -> np.ndarray:
         obs_t = obs_as_tensor(obs, self.device)
-        ref = self.policy.reference_log_prob(self.reference, obs_t, th.as_tensor(actions, device=self.device))
+        ref = self.policy.reference_log_prob(obs_t, th.as_tensor(actions, device=self.device))
         kl = (log_prob.detach().float().flatten() - ref.float()).cpu().numpy()  # (n_envs,)
         self.kl_stats.add(kl, episode_start)
         return (self.kl_coef * kl).astype(np.float32)
@@ -228,7 +228,7 @@ class TextAlgorithmMixin:
         """Reference log-probs (one teacher-forced pass per chunk), KL-penalised rewards and GAE."""
         batch = buffer.episodes
         chunks = list(buffer.row_chunks(getattr(self, "batch_size", batch.num_steps)))
-        batch.ref_log_probs = th.cat([reference_log_probs(self.policy, self.reference, batch, rows).float()
+        batch.ref_log_probs = th.cat([reference_log_probs(self.policy, batch, rows).float()
                                       for rows in chunks])
         if self.policy.critic_trunk is not None:
             batch.values = th.cat([critic_values(self.policy, batch, rows) for rows in chunks]) * batch.step_mask
@@ -276,13 +276,7 @@ class TextAlgorithmMixin:
 
     # --- saving --------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "reference", "kl_stats", "metric_buffer"]  # type: ignore[misc]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, variables = super()._get_torch_save_params()  # type: ignore[misc]
-        if self.reference is not None:
-            state_dicts = [*state_dicts, "reference"]
-        return state_dicts, variables
+        return [*super()._excluded_save_params(), "kl_stats", "metric_buffer"]  # type: ignore[misc]
 
     @classmethod
     def load(cls, path: Any, env: Any = None, device: Any = "auto", custom_objects: Any = None, **kwargs: Any):

@@ -11,7 +11,8 @@ from textgym.argtypes import int_in
 from textgym.cli import OneLineParser
 
 _TRAIN_FLAGS = {"env": "env.id", "algo": "algo", "model": "model", "init": "init", "total_timesteps": "total_timesteps",
-                "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads"}
+                "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads",
+                "lora_r": "policy.lora.r"}
 
 
 def build_train_parser(prog: str = "textgym train") -> argparse.ArgumentParser:
@@ -31,6 +32,8 @@ def build_train_parser(prog: str = "textgym train") -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int_in(0, 2**32 - 1))
     tr.add_argument("--out", help="output folder (default: runs/<algo>-<env>-seed<seed>)")
     tr.add_argument("--threads", type=int_in(1), help="CPU threads (default: $OMP_NUM_THREADS, else the idle cores)")
+    tr.add_argument("--lora-r", type=int_in(0), help="train LoRA adapters of this rank instead of the whole model "
+                    "(pip install 'textgym[lora]'); same as --set policy.lora.r=R")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. ppo.n_epochs=4")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     return tr

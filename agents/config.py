@@ -29,6 +29,7 @@ MAX_TOKENS = 8192  # as textgym.core's sanity bound on lengths
 # A learning rate of 0 is allowed, as in SB3: the weights stay as they are (evaluation, tests).
 _RANGES: dict[str, dict[str, tuple[float | None, float | None, bool, bool]]] = {
     "EnvConfig": {"max_prompt_length": (1, MAX_TOKENS, False, False), "max_new_tokens": (1, MAX_TOKENS, False, False)},
+    "LoraSettings": {"r": (0, None, False, False), "alpha": (0, None, True, False), "dropout": (0, 1, False, True)},
     "PolicyConfig": {"temperature": (0, None, True, False), "top_k": (1, None, False, False),
                      "top_p": (0, 1, True, False)},
     "PPOConfig": {"learning_rate": (0, None, False, False), "n_steps": (1, None, False, False),
@@ -126,6 +127,24 @@ class EnvConfig(_Checked):
 
 
 @dataclass
+class LoraSettings(_Checked):
+    """LoRA adapters (``pip install 'textgym[lora]'``); ``r = 0`` trains the whole model instead.
+
+    ``alpha`` defaults to ``2 * r``; ``target_modules`` (names such as ``[q_proj, v_proj]``, a regex
+    or ``all-linear``) defaults to peft's choice for the architecture.
+    """
+
+    r: int = 0
+    alpha: float | None = None
+    target_modules: list[str] | str | None = None
+    dropout: float = 0.0
+
+    def policy_kwarg(self) -> dict[str, Any] | None:
+        """The ``lora`` policy keyword: ``None`` when ``r == 0``."""
+        return None if self.r == 0 else asdict(self)
+
+
+@dataclass
 class PolicyConfig(_Checked):
     """``policy_kwargs`` of the TransformerPolicy (sampling controls apply to the action distribution)."""
 
@@ -133,6 +152,13 @@ class PolicyConfig(_Checked):
     top_k: int | None = None
     top_p: float | None = None
     separate_critic: bool = False
+    precision: str = "auto"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the TransformerPolicy."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "lora"},
+                "lora": self.lora.policy_kwarg()}
 
 
 @dataclass
@@ -281,6 +307,10 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             return float(value)
         if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
             return float(value)  # PyYAML reads 1e-5 (no dot) as a string
+    elif origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, list):
+            return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     elif hint in (int, str, bool):
         if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
             return value
@@ -390,10 +420,19 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 # Settings that do not change what is learned; left out of the hash so seeds and machines group.
 _UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
 
+_LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
+
 
 def config_hash(config: TrainConfig | dict[str, Any]) -> str:
     """Short sha256 of the config without the seed and run-local settings (output folder, device...)."""
     data = to_dict(config) if dataclasses.is_dataclass(config) else dict(config)
     for key in _UNHASHED:
         data.pop(key, None)
+    # Policy settings added later hash only when set, so older records of the same run still group.
+    policy = dict(data.get("policy") or {})
+    for key, default in _LATER_POLICY_DEFAULTS.items():
+        if key in policy and policy[key] == default:
+            policy.pop(key)
+    if "policy" in data:
+        data["policy"] = policy
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

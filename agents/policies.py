@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator
 
 import torch as th
 from gymnasium import spaces
@@ -12,7 +12,10 @@ from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
+from agents.lora import add_lora, check_lora, merged_lm
 from textgym.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def build_causal_lm(model_name: str | None, model_config: dict[str, Any] | None) -> nn.Module:
@@ -92,6 +95,13 @@ class TransformerPolicy(ActorCriticPolicy):
             own when ``model_name`` is given).
         temperature, top_k, top_p: Sampling controls, applied to the action distribution.
         separate_critic: Give the critic its own copy of the trunk.
+        lora: Train LoRA adapters instead of the whole LM, e.g. ``dict(r=8, alpha=16,
+            target_modules=["q_proj", "v_proj"])`` (see :func:`agents.lora.check_lora`; needs
+            ``pip install 'textgym[lora]'``). The base weights stay frozen and are the KL reference.
+        precision: ``"auto"`` (bf16 autocast on CUDA devices that support it, fp32 elsewhere),
+            ``"fp32"`` or ``"bf16"`` (autocast on any device; on a CPU with AVX512-BF16 one PPO
+            iteration measured 1.4x faster than fp32, see benchmarks/README.md; CPUs without
+            native bf16 emulate it, so it is opt-in there).
         optimizer_class, optimizer_kwargs: As in SB3 (default AdamW, fused unless ``fused`` or
             ``foreach`` is given).
         **kwargs: SB3 ``ActorCriticPolicy`` arguments that make sense here (``use_sde`` must be False).
@@ -109,6 +119,8 @@ class TransformerPolicy(ActorCriticPolicy):
         top_k: int | None = None,
         top_p: float | None = None,
         separate_critic: bool = False,
+        lora: dict[str, Any] | None = None,
+        precision: str = "auto",
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -128,6 +140,13 @@ class TransformerPolicy(ActorCriticPolicy):
                 "model_name must be a model alias, folder or hub id (a string); to use a model object, save it "
                 f"with model.save_pretrained(folder) and pass the folder (got {type(model_name).__name__})"
             )
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        self.lora = check_lora(lora)
+        if self.lora is not None and separate_critic:
+            raise ValueError("lora and separate_critic cannot be combined: a separate critic would be a second "
+                             "fully trained trunk; use the shared trunk (separate_critic=False) with LoRA")
+        self.precision = precision
         if kwargs.get("use_sde"):
             raise ValueError("TransformerPolicy has a discrete action space: use_sde must be False")
         self.model_name, self.model_config, self.tokenizer_name = model_name, model_config, tokenizer
@@ -146,6 +165,11 @@ class TransformerPolicy(ActorCriticPolicy):
     # --- construction ------------------------------------------------------------------
     def _build(self, lr_schedule: Any) -> None:
         self.lm = build_causal_lm(self.model_name, self.model_config)
+        # With LoRA, self.lm is the same model with adapter layers injected (the trunk code is
+        # unchanged); the PeftModel wrapper is kept outside the module tree so that its weights
+        # are not registered (and saved) twice.
+        self.__dict__["peft_model"] = add_lora(self.lm, self.lora) if self.lora is not None else None
+        self.reference_lm: nn.Module | None = None
         self.n_actions = int(self.action_space.n)
         rows = self.lm.get_output_embeddings().weight.shape[0]
         if self.n_actions > rows:
@@ -162,7 +186,9 @@ class TransformerPolicy(ActorCriticPolicy):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
         self.action_dist = CategoricalDistribution(self.n_actions)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        # Only trainable weights: with LoRA the adapters and the value head, so the optimizer state is small.
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        self.optimizer = self.optimizer_class(trainable, lr=lr_schedule(1), **self.optimizer_kwargs)
         self.optimizer.register_step_pre_hook(self._skip_nonfinite_step)
 
     def _check_tokenizer(self) -> None:
@@ -200,15 +226,74 @@ class TransformerPolicy(ActorCriticPolicy):
             data.pop(key, None)
         data.update(model_name=self.model_name, model_config=self.model_config, tokenizer=self.tokenizer_name,
                      temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                     separate_critic=self.separate_critic)
+                     separate_critic=self.separate_critic, lora=self.lora, precision=self.precision)
         return data
 
+    # --- the KL reference, saving and export ---------------------------------------------------
+    def init_reference(self) -> None:
+        """Freeze the current LM as the KL reference (the algorithms call this once, at set-up).
+
+        Without LoRA: a frozen copy of the LM, saved with the policy. With LoRA: nothing to copy,
+        the reference is the same LM with its adapters disabled (one copy of the base weights).
+        """
+        if self.peft_model is None and self.reference_lm is None:
+            self.reference_lm = copy.deepcopy(self.lm).eval().requires_grad_(False)
+
+    @contextmanager
+    def reference(self) -> Iterator[nn.Module]:
+        """Context in which the yielded LM is the frozen reference (with LoRA: adapters disabled)."""
+        if self.peft_model is not None:
+            with self.peft_model.disable_adapter():
+                yield self.lm
+        elif self.reference_lm is not None:
+            yield self.reference_lm
+        else:
+            raise RuntimeError("this policy has no KL reference: call init_reference() first "
+                               "(agents.PPO and agents.A2C do)")
+
+    def export_lm(self) -> nn.Module:
+        """The LM as a plain Hugging Face model for ``save_pretrained`` (LoRA adapters merged into a copy)."""
+        return self.lm if self.peft_model is None else merged_lm(self.peft_model)
+
+    def train(self, mode: bool = True) -> "TransformerPolicy":
+        super().train(mode)
+        if self.reference_lm is not None:
+            self.reference_lm.eval()  # the reference never runs in training mode (dropout)
+        return self
+
+    def _frozen_base_keys(self) -> set[str]:
+        """State-dict keys of the frozen LoRA base weights: rebuilt from ``model_name``, so not saved."""
+        if self.peft_model is None or self.model_config is not None:
+            return set()  # a config-built model's random base weights cannot be rebuilt: save them
+        trainable = {name for name, p in self.lm.named_parameters(remove_duplicate=False) if p.requires_grad}
+        return {f"lm.{name}" for name in self.lm.state_dict(keep_vars=True) if name not in trainable}
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """nn.Module's state dict; with LoRA on a named model, only the adapters and the value head."""
+        state = super().state_dict(*args, **kwargs)
+        frozen = self._frozen_base_keys()
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        return type(state)((k, v) for k, v in state.items() if k[len(prefix):] not in frozen)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
+        """Load a state dict from :meth:`state_dict`; the frozen LoRA base weights may be absent."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = sorted(set(result.missing_keys) - self._frozen_base_keys())
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"policy state dict does not match this policy (lora={self.lora}): missing "
+                               f"{missing[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}")
+        return result
+
     # --- forward passes ------------------------------------------------------------------
+    def uses_bf16(self) -> bool:
+        """Whether forward passes run under bf16 autocast (see ``precision``)."""
+        if self.precision != "auto":
+            return self.precision == "bf16"
+        return self.device.type == "cuda" and th.cuda.is_bf16_supported()
+
     def autocast(self):
-        """bf16 autocast on CUDA devices that support it; a no-op elsewhere."""
-        if self.device.type == "cuda" and th.cuda.is_bf16_supported():
-            return th.autocast("cuda", dtype=th.bfloat16)
-        return nullcontext()
+        """bf16 autocast on this policy's device when :meth:`uses_bf16`; a no-op otherwise."""
+        return th.autocast(self.device.type, dtype=th.bfloat16) if self.uses_bf16() else nullcontext()
 
     def _last_hidden(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
         """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``."""
@@ -218,14 +303,15 @@ class TransformerPolicy(ActorCriticPolicy):
         return actor, critic
 
     @th.no_grad()
-    def reference_log_prob(self, reference: nn.Module, obs: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
-        """Log-prob of ``actions`` under a frozen reference LM at this policy's temperature. ``-> (B,)``.
+    def reference_log_prob(self, obs: dict[str, th.Tensor], actions: th.Tensor) -> th.Tensor:
+        """Log-prob of ``actions`` under the frozen reference LM at this policy's temperature. ``-> (B,)``.
 
         See :meth:`reference_log_probs_from_hidden` for why top-k / top-p are not applied to the reference.
         """
-        with self.autocast():
-            hidden = hidden_at_last_token(reference.base_model, obs)
-        return self.reference_log_probs_from_hidden(reference, hidden, actions.long().view(-1))
+        with self.reference() as reference:
+            with self.autocast():
+                hidden = hidden_at_last_token(reference.base_model, obs)
+            return self.reference_log_probs_from_hidden(reference, hidden, actions.long().view(-1))
 
     def reference_log_probs_from_hidden(self, reference: nn.Module, hidden: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """Log-probs of ``actions`` from the reference's hidden states. ``(..., H), (...) -> (...)``.

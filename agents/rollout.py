@@ -158,10 +158,9 @@ def critic_values(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = sl
     return policy.values_from_hidden(hidden).squeeze(-1).float()
 
 
-@th.no_grad()
-def reference_log_probs(policy: TransformerPolicy, reference: nn.Module, batch: EpisodeBatch,
-                        rows: Any = slice(None)) -> th.Tensor:
-    """Log-probs of the actions under the frozen reference, one pass per batch. ``-> (e, T)``."""
-    with policy.autocast():
-        hidden = step_hidden(reference.base_model, batch, rows)
-    return policy.reference_log_probs_from_hidden(reference, hidden, batch.tokens[rows])
+def reference_log_probs(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
+    """Log-probs of the actions under the policy's frozen reference, one pass per batch. ``-> (e, T)``."""
+    with policy.reference() as reference:
+        with policy.autocast():
+            hidden = step_hidden(reference.base_model, batch, rows)
+        return policy.reference_log_probs_from_hidden(reference, hidden, batch.tokens[rows])

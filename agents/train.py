@@ -61,7 +61,7 @@ def build_agent(config: TrainConfig, env: Any, model_name: str, logger: Any = No
 
     algo_cls = PPO if config.algo == "ppo" else A2C
     kwargs = to_dict(config)[config.algo]
-    policy_kwargs = dict(model_name=model_name, **to_dict(config)["policy"])
+    policy_kwargs = dict(model_name=model_name, **config.policy.policy_kwargs())
     agent = algo_cls("TransformerPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
                      verbose=0, threads=threads, **kwargs)
     if logger is not None:
@@ -219,7 +219,7 @@ def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, me
     agent = build_agent(config, env, start_model, logger, threads)
 
     def save(folder: Path) -> None:
-        save_checkpoint(folder, agent.policy.lm, tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},
+        save_checkpoint(folder, agent.policy.export_lm(), tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},
                         agent if config.checkpoint.save_agent else None)
 
     monitor = RunMonitor(out, config, save)

@@ -106,6 +106,7 @@ def build(args: argparse.Namespace, device: torch.device):
         policy_kwargs = dict(model_name=None, model_config=config)
     else:
         policy_kwargs = dict(model_name=args.model)
+    policy_kwargs.update(precision=args.precision, lora=dict(r=args.lora_r) if args.lora_r else None)
     return env, policy_kwargs
 
 
@@ -124,13 +125,14 @@ def timed(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: boo
     return statistics.median(times), result
 
 
-def bench_bare_sampling(model, venv: TokenVecEnv, repeats: int):
-    """``model.generate`` with sampling and a KV cache on the same prompts; returns (s, tokens)."""
+def bench_bare_sampling(policy, venv: TokenVecEnv, repeats: int):
+    """``generate`` of the policy's LM (sampling, KV cache) on the same prompts; returns (s, tokens)."""
+    model = policy.lm
     venv.reset_all()
     ids, mask = venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length]
 
     def run() -> int:
-        with torch.no_grad(), model_autocast(venv.device):
+        with torch.no_grad(), model_autocast(policy):
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=venv.max_new_tokens,
                                  eos_token_id=venv.eos_token_id, pad_token_id=venv.pad_token_id, top_k=0)
         new = out[:, ids.shape[1] :]
@@ -140,10 +142,9 @@ def bench_bare_sampling(model, venv: TokenVecEnv, repeats: int):
     return timed(run, repeats, venv.device)
 
 
-def model_autocast(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def model_autocast(policy: Any):
+    """The policy's own autocast, so bare sampling runs in the same precision as the rollout."""
+    return policy.autocast()
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-stock", action="store_true", help="skip the (slow) stock SB3 iteration")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere")
+    parser.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: dict[str, dict[str, float]] = {}
 
     with memory.measure():
-        seconds, tokens = bench_bare_sampling(fast.policy.lm, venv, args.repeats)
+        seconds, tokens = bench_bare_sampling(fast.policy, venv, args.repeats)
     rows["bare KV-cache sampling"] = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
                                       **memory.row()}
     with memory.measure():
@@ -230,7 +234,8 @@ def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[
         "parameters_m": round(sum(p.numel() for p in fast.policy.lm.parameters()) / 1e6, 1),
         "batch": args.batch, "minibatch": args.minibatch, "prompt_tokens": fast.env.prompt_length, "new_tokens": args.new_tokens,
         "threads": torch.get_num_threads(), "repeats": args.repeats, "torch": torch.__version__,
-        "python": platform.python_version(), "rows": rows,
+        "python": platform.python_version(), "precision": "bf16" if fast.policy.uses_bf16() else "fp32",
+        "lora_r": args.lora_r, "rows": rows,
         "rollout_vs_bare": rollout / bare,
     }
     if "PPO iteration, stock SB3 (DummyVecEnv)" in rows:

@@ -222,7 +222,7 @@ def test_kl_stays_finite_when_the_policy_leaves_the_references_top_k(tok):
         hidden = hidden_at_last_token(model.reference.base_model, batch)
         ref_logits = model.reference.get_output_embeddings()(hidden)[..., : model.policy.n_actions]
         outside = ref_logits.argmin(-1)  # far outside the reference's top-2
-        ref = model.policy.reference_log_prob(model.reference, batch, outside)
+        ref = model.policy.reference_log_prob(batch, outside)
     expected = th.log_softmax(ref_logits.float() / 0.7, -1).gather(-1, outside[:, None]).squeeze(-1)
     th.testing.assert_close(ref, expected)
     assert th.isfinite(ref).all() and (ref > -1e3).all()

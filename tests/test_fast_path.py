@@ -60,14 +60,14 @@ def test_fast_log_probs_values_advantages_and_loss_match_stock(setup):
     policy = model.policy
     with th.no_grad():
         fast_logp, fast_values, fast_entropy = evaluate_episodes(policy, batch)
-        ref_fast = reference_log_probs(policy, model.reference, batch)
+        ref_fast = reference_log_probs(policy, batch)
     steps = stock_transitions(venv, batch)
     obs = {"input_ids": th.stack([s[2] for s in steps]).float(),  # SB3's buffers hold floats
            "attention_mask": th.stack([s[3] for s in steps]).float()}
     actions = th.stack([s[4] for s in steps])
     with th.no_grad():
         stock_values, stock_logp, stock_entropy = policy.evaluate_actions(obs, actions)
-        stock_ref = policy.reference_log_prob(model.reference, obs, actions)
+        stock_ref = policy.reference_log_prob(obs, actions)
     rows, cols = [s[0] for s in steps], [s[1] for s in steps]
     th.testing.assert_close(fast_logp[rows, cols], stock_logp, atol=1e-5, rtol=1e-4)
     th.testing.assert_close(fast_values[rows, cols], stock_values.flatten(), atol=1e-5, rtol=1e-4)

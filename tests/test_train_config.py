@@ -85,3 +85,25 @@ def test_hash_ignores_seed_and_run_local_settings_only():
 def test_run_dir_default_and_explicit():
     assert str(load_config(overrides={"seed": 2}).run_dir()) == "runs/ppo-Generation-v0-seed2"
     assert str(load_config(overrides={"out": "/tmp/x"}).run_dir()) == "/tmp/x"
+
+
+def test_lora_and_precision_settings():
+    from agents.config import ConfigError, TrainConfig, config_hash, load_config, to_dict
+
+    config = load_config(overrides={"policy.lora.r": 8, "policy.lora.target_modules": ["q_proj", "v_proj"],
+                                    "policy.precision": "bf16"})
+    assert config.policy.policy_kwargs()["lora"] == {"r": 8, "alpha": None, "target_modules": ["q_proj", "v_proj"],
+                                                     "dropout": 0.0}
+    assert config.policy.policy_kwargs()["precision"] == "bf16"
+    assert TrainConfig().policy.policy_kwargs()["lora"] is None  # r = 0: full fine-tuning
+    with pytest.raises(ConfigError, match=r"policy.lora.r must be >= 0, got -1"):
+        load_config(overrides={"policy.lora.r": -1})
+    for name, bad in (("alpha", 0), ("dropout", 1.0), ("dropout", float("nan"))):
+        with pytest.raises(ConfigError, match=rf"policy.lora.{name} must be"):
+            load_config(overrides={f"policy.lora.{name}": bad})
+    with pytest.raises(ConfigError, match=r"policy.lora.target_modules"):
+        load_config(overrides={"policy.lora.target_modules": [1]})
+    # A default config hashes as it did before these settings existed, so older records still group.
+    older = to_dict(TrainConfig())
+    del older["policy"]["lora"], older["policy"]["precision"]
+    assert config_hash(older) == config_hash(TrainConfig()) != config_hash(config)
