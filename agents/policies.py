@@ -13,7 +13,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from agents.lora import add_lora, check_lora, merged_lm
-from textgym.models import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+from textgym.models import default_model, load_causal_lm, load_tokenizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -89,7 +89,8 @@ class TransformerPolicy(ActorCriticPolicy):
         observation_space: ``Dict(input_ids, attention_mask)`` from a textgym env.
         action_space: ``Discrete(V)``; ``V`` may be at most the LM's output rows.
         lr_schedule: SB3's learning-rate schedule.
-        model_name: Model alias, folder or hub id (default: SmolLM2-135M-Instruct, offline).
+        model_name: Model alias, folder or hub id (default: ``$TEXTGYM_DEFAULT_MODEL``, else the offline
+            SmolLM2-135M-Instruct).
         model_config: Build a randomly initialised model from this config dict instead (tests).
         tokenizer: Tokenizer name/folder, checked against the action space (default: the model's
             own when ``model_name`` is given).
@@ -112,7 +113,7 @@ class TransformerPolicy(ActorCriticPolicy):
         observation_space: spaces.Space,
         action_space: spaces.Space,
         lr_schedule: Any,
-        model_name: str | None = DEFAULT_MODEL,
+        model_name: str | None = None,
         model_config: dict[str, Any] | None = None,
         tokenizer: str | None = None,
         temperature: float = 1.0,
@@ -135,6 +136,8 @@ class TransformerPolicy(ActorCriticPolicy):
             raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
         if top_p is not None and not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
+        if model_config is None and model_name is None:
+            model_name = default_model()  # resolved now, so a saved agent names the model it was built from
         if model_config is None and not isinstance(model_name, str):
             raise TypeError(
                 "model_name must be a model alias, folder or hub id (a string); to use a model object, save it "

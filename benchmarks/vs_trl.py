@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from textgym.models import default_model
+
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("textgym", "textgym-lora", "trl-ppo", "trl-grpo")
 
@@ -113,11 +115,12 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     import agents.base
     import agents.ppo
     from agents import PPO
-    from textgym.vector import TokenVecEnv, resolve_torch_device
+    from textgym.devices import resolve_device
+    from textgym.vector import TokenVecEnv
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    device = resolve_torch_device(spec["device"])
+    device = resolve_device(spec["device"])
     args = argparse.Namespace(**{k: spec[k] for k in ("data_dir", "model", "prompt_length", "new_tokens", "batch")})
     venv = TokenVecEnv(make_env(args), spec["batch"], device=device)
     venv.eos_token_id = -1  # no early stop: every episode generates new_tokens tokens, as in TRL's PPO
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--trl-ppo-python", help="python of the TRL 1.12.0 environment (needed for trl-ppo)")
     parser.add_argument("--trl-grpo-python", help="python of the latest-TRL environment (needed for trl-grpo)")
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=default_model(), help="default: $TEXTGYM_DEFAULT_MODEL, else smollm2-135m")
     parser.add_argument("--data-dir", default=os.environ.get("TEXTGYM_DATA_DIR"))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--prompt-length", type=int, default=64)
@@ -227,12 +230,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("RESULT " + json.dumps(run_textgym(spec, lora=args.worker == "textgym-lora")), flush=True)
         return {}
     pythons = {"trl-ppo": args.trl_ppo_python, "trl-grpo": args.trl_grpo_python}
-    for name in set(args.systems) & set(pythons):
+    for name in [n for n in args.systems if n in pythons]:
         if not pythons[name] or not Path(pythons[name]).is_file():
-            parser.error(f"{name} needs --{name}-python pointing to the python of its TRL "
-                         "environment (see benchmarks/README.md), or leave it out of --systems")
+            where = f"{pythons[name]} does not exist" if pythons[name] else f"no --{name}-python given"
+            print(f"{name}: not run ({where}; make its TRL environment as benchmarks/README.md says)", flush=True)
+            args.systems.remove(name)
     spec = workload(args)
     results: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -245,12 +250,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result, peak_gb, tail = run_child(cmd, args.threads)
             if result is None:
                 print(f"{name} failed:\n{tail}", flush=True)
+                failed.append(name)
                 continue
             timed = result["iteration_seconds"][args.warmup:]
             results[name] = {**result, "median_s": statistics.median_low(timed), "peak_rss_gb": peak_gb}
             print(f"  {name}: {results[name]['median_s']:.2f} s / iteration {['%.2f' % t for t in timed]}, "
                   f"peak RSS {peak_gb:.2f} GB", flush=True)
     report(results, spec, args)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
     return results
 
 
