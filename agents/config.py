@@ -253,7 +253,7 @@ class TrainConfig(_Checked):
     algo: str = "ppo"
     model: str = field(default_factory=default_model)  # $TEXTGYM_DEFAULT_MODEL, else smollm2-135m
     init: str | None = None
-    total_timesteps: int = 960
+    total_timesteps: int = 1024  # 4 rollouts of 16 envs x 16 tokens: the progress bar ends at its total
     num_envs: int = 16
     device: str = "auto"
     threads: int | None = None

@@ -31,7 +31,7 @@ class PPO(TextAlgorithmMixin, SB3PPO):
     Example (the fast path: 16 episodes in lockstep with a KV cache)::
 
         model = PPO("TransformerPolicy", "textgym/CommonGen-v0", n_envs=16, env_kwargs=dict(reward="bleu"))
-        model.learn(960, progress_bar=True)
+        model.learn(768, progress_bar=True)  # 2 rollouts of 16 envs x 24 tokens
     """
 
     config_class = PPOConfig
