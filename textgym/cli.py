@@ -186,7 +186,7 @@ def _add_eval(sub: Any) -> None:
     which.add_argument("--model", default=None, help="model alias, folder or hub id (default: smollm2-135m)")
     which.add_argument("--checkpoint", default=None, help="a checkpoint folder written by textgym train")
     ev.add_argument("--base-model", default=None, help="judge of perplexity (default: the checkpoint's base model)")
-    ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    ev.add_argument("--split", default="test", help="train, validation or test, optionally sliced: validation[:700], train[90%%:]")
     ev.add_argument("--n", type=int, default=32, help="number of items (default: %(default)s)")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-new-tokens", type=int, default=None)
