@@ -137,7 +137,7 @@ def held_out_eval(config: TrainConfig, model: Any, tokenizer: Any) -> Any:
 
     return evaluate(config.env.id, model, split=config.eval.split, n=config.eval.n, batch_size=config.eval.batch_size,
                     device=config.device, seed=config.seed, progress=config.progress_bar, tokenizer=tokenizer,
-                    metrics=eval_metrics(config.env.id), **env_kwargs(config))
+                    base_model=config.model, metrics=eval_metrics(config.env.id), **env_kwargs(config))
 
 
 def run_training(config: TrainConfig, log: Log = print) -> TrainResult:

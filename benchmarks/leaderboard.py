@@ -43,8 +43,7 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
     import torch
 
     from agents.config import from_dict, TrainConfig
-    from agents.train import choose_threads, env_kwargs, run_training
-    from textgym.evaluation import evaluate
+    from agents.train import choose_threads, held_out_eval, run_training
 
     config = from_dict(TrainConfig, spec.config)
     config.out = str(work_dir / spec.run_name)
@@ -55,31 +54,19 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
     torch.set_num_threads(choose_threads(config.threads))
     start = time.perf_counter()
     if spec.method == "zero-shot":
-        from textgym.cli import eval_metrics
         from textgym.models import load_tokenizer
 
-        result = evaluate(config.env.id, config.model, split=config.eval.split, n=config.eval.n,
-                          batch_size=config.eval.batch_size, device=config.device, progress=False,
-                          tokenizer=load_tokenizer(config.model), metrics=eval_metrics(config.env.id),
-                          **env_kwargs(config))
-        metrics, records, checkpoint, train = dict(result.metrics), result.records, None, {}
+        result = held_out_eval(config, config.model, load_tokenizer(config.model))  # with the quality guards
+        metrics, checkpoint, train = dict(result.metrics), None, {}
     else:
-        trained = run_training(config, log=lambda line: None)
+        trained = run_training(config, log=lambda line: None)  # its after-eval carries the quality guards
         metrics, checkpoint = dict(trained.after or {}), str(trained.checkpoint)
-        records = _summary_samples(Path(config.out))
         train = {"train_seconds": trained.train_seconds, "rollout_tokens_per_s": trained.rollout_tokens_per_s,
                  "stats": trained.stats, "curve": _read_curve(Path(config.out))}
-    metrics.update(_perplexity(config, records))
     wall = time.perf_counter() - start
     record = make_record(spec, config, metrics, wall_seconds=wall, signature=metric_signature(config),
                          facts=environment_facts(config.device, torch.get_num_threads()), **train)
     return record, checkpoint
-
-
-def _summary_samples(out: Path) -> list[dict[str, Any]]:
-    import json
-
-    return json.loads((out / "summary.json").read_text())["samples_after"]
 
 
 def _read_curve(out: Path) -> list[dict[str, Any]]:
@@ -87,17 +74,6 @@ def _read_curve(out: Path) -> list[dict[str, Any]]:
 
     path = out / "curve.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def _perplexity(config: Any, records: list[dict[str, Any]]) -> dict[str, float]:
-    from textgym.evaluation import resolve_device
-    from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.perplexity import generation_perplexity
-
-    lm = load_causal_lm(config.model).to(resolve_device(config.device)).eval()
-    scores = generation_perplexity(lm, load_tokenizer(config.model), [r["prompt_text"] for r in records],
-                                   [r["generation"] for r in records])
-    return {"perplexity": scores["perplexity"]}
 
 
 def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False) -> list[Record]:

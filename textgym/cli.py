@@ -100,10 +100,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     result = evaluate(args.env, model, split=args.split, n=args.n, batch_size=args.batch_size,
-                      device=args.device, do_sample=args.sample, seed=args.seed, **env_kwargs)
+                      device=args.device, do_sample=args.sample, seed=args.seed,
+                      perplexity=not args.no_perplexity, base_model=base_model, **env_kwargs)
     metrics = dict(result.metrics)
-    if not args.no_perplexity:
-        metrics.update(_perplexity(base_model, result.records, args.device))
     print(f"\n{args.env} ({args.split}, {len(result.records)} items, model {model}, {result.seconds:.1f} s)")
     print(format_table([["metric", "value"], *([k, f"{v:.4f}"] for k, v in metrics.items())]))
     if not args.no_perplexity:
@@ -126,17 +125,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text).strip("/").replace("textgym/", ""))[-60:]
-
-
-def _perplexity(base_model: str, records: list[dict[str, Any]], device: str) -> dict[str, float]:
-    from textgym.evaluation import resolve_device
-    from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.perplexity import generation_perplexity
-
-    lm = load_causal_lm(base_model).to(resolve_device(device)).eval()
-    scores = generation_perplexity(lm, load_tokenizer(base_model), [r["prompt_text"] for r in records],
-                                   [r["generation"] for r in records])
-    return {"perplexity": scores["perplexity"]}
 
 
 # --- train ---------------------------------------------------------------------------------
