@@ -21,9 +21,13 @@ ALGOS = ("ppo", "a2c", "sft")
 
 @dataclass
 class EnvConfig:
-    """Which environment to train on and its keyword arguments (``None``: the id's preset)."""
+    """Which environment to train on and its keyword arguments (``None``: the id's preset).
+
+    ``train_split``: the split (or slice, e.g. ``"validation[:600]"``) that PPO/A2C/SFT train on.
+    """
 
     id: str = "textgym/Generation-v0"
+    train_split: str = "train"
     data_dir: str | None = None
     reward: Any = None
     reward_mode: str | None = None

@@ -25,9 +25,11 @@ sys.path.insert(0, str(HERE))
 
 from leaderboard_records import (  # noqa: E402
     environment_facts,
+    load_records,
     make_record,
     merge_records,
     metric_signature,
+    relevant_config,
     write_record,
 )
 from leaderboard_render import render, update_readme  # noqa: E402
@@ -136,10 +138,32 @@ def run_ray(jobs: Sequence[Job], work_dir: Path, on_records: Callable[[list[Reco
         raise RuntimeError("some ray jobs failed:\n" + "\n".join(failures))
 
 
+def run_key(suite: str, task: str, method: str, seed: int, config: dict[str, Any]) -> tuple:
+    """What identifies a run across machines and parts: suite, task, method, seed and config hash."""
+    from agents.config import config_hash
+
+    return suite, task, method, seed, config_hash(relevant_config(method, config))
+
+
+def pending_jobs(jobs: list[Job], records_dir: Path) -> tuple[list[Job], list[Job]]:
+    """``(to run, skipped)``: a job is skipped when every run it records already has a record in ``records_dir``."""
+    existing = load_records(records_dir) if records_dir.exists() else []
+    done = {run_key(r["suite"], r["task"], r["method"], r["seed"], r["config"]) for r in existing}
+    todo, skipped = [], []
+    for job in jobs:
+        wanted = [run_key(r.suite, r.task, r.method, r.seed, r.config) for r in job.runs if r.record]
+        (skipped if all(key in done for key in wanted) else todo).append(job)
+    return todo, skipped
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     jobs = plan(suite, tasks=args.tasks, methods=args.methods, seeds=args.seeds)
     records_dir = Path(args.records)
+    if not args.rerun:
+        jobs, skipped = pending_jobs(jobs, records_dir)
+        for job in skipped:
+            print(f"skip (records exist; --rerun to run again): {job.name}")
     work_dir = Path(args.work_dir or Path.home() / ".cache" / "textgym" / "leaderboard" / suite.name)
 
     def save(records: list[Record]) -> None:
@@ -191,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--work-dir", default=None, help="run folders (default: ~/.cache/textgym/leaderboard/SUITE)")
     run.add_argument("--keep-checkpoints", action="store_true")
     run.add_argument("--no-render", action="store_true")
+    run.add_argument("--rerun", action="store_true", help="run again runs whose records already exist")
     run.set_defaults(func=_cmd_run)
     ren = sub.add_parser("render", parents=[common], help="LEADERBOARD.md and plots from the records")
     ren.add_argument("--readme", default=None, help="also refresh the quick-suite block of this README")

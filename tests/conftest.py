@@ -47,7 +47,7 @@ def smollm_tokenizer(smollm_tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def quick_sentiment_cache(tmp_path_factory, data_dir):
-    """A textgym cache holding a quick ``rm:imdb-sentiment`` (IMDB-v0's default reward).
+    """A textgym cache holding a quick ``rm:imdb-sentiment`` (the trained alternative to IMDB-v0's default).
 
     Trained once per session on a small subset of the real labelled reviews; the full model
     (``textgym rlhf train-sentiment``) is better, but any model will do for API tests.

@@ -177,6 +177,16 @@ for _metric in (overlap.bleu, overlap.chrf, overlap.rouge1, overlap.rouge2, over
 del _metric
 
 
+def _sentiment() -> RewardFn:
+    """The packaged hashed n-gram sentiment model (NumPy only; loaded on first use)."""
+    from textgym.rewards.sentiment import SentimentReward
+
+    return SentimentReward()
+
+
+register_reward("sentiment", _sentiment)
+
+
 def _learned(attr: str) -> Callable[[str], RewardFn]:
     """A prefix factory that imports :mod:`textgym.rewards.learned` (torch) only when used."""
 
