@@ -115,7 +115,7 @@ def _accuracy(weights, bias: float, examples: Sequence[tuple[str, int]], bits: i
 
 
 def build_sentiment_model(data_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
-                          bits: int = 18, windows: int = 3, l2_grid: Sequence[float] = (1e-5, 3e-5, 1e-4),
+                          bits: int = 18, windows: int = 3, l2_grid: Sequence[float] = (1e-4, 3e-4, 1e-3),
                           seed: int = 0, max_iter: int = 200, limit: int | None = None) -> dict[str, Any]:
     """Train, choose the L2 strength on dev, refit on train + dev, report held-out accuracy, save.
 
