@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import gymnasium as gym
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import textgym
 from textgym.data import load_samples, parse_split
@@ -39,11 +38,12 @@ def test_malformed_slices_are_clear_errors(bad):
         parse_split(bad)
 
 
-@given(st.integers(0, 5000), st.integers(0, 100))
-def test_percent_slices_are_disjoint_and_cover(size, pct):
+@pytest.mark.parametrize("size", [*range(0, 23), 818, 3995, 4000])
+def test_percent_slices_are_disjoint_and_cover(size):
     items = list(range(size))
-    head, tail = (slice_items(items, parse_split(s)) for s in (f"train[:{pct}%]", f"train[{pct}%:]"))
-    assert head + tail == items
+    for pct in range(101):
+        head, tail = (slice_items(items, parse_split(s)) for s in (f"train[:{pct}%]", f"train[{pct}%:]"))
+        assert head + tail == items and abs(len(head) - pct * size / 100) <= 0.5
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -106,7 +106,9 @@ def test_every_evaluation_carries_the_quality_guards(tiny_model):
     assert {"perplexity", "distinct_1", "distinct_2", "repetition", "mean_tokens"} <= set(metrics)
     texts = [r["generation"] for r in result.records]
     assert metrics["repetition"] == pytest.approx(sum(map(repetition_rate, texts)) / len(texts))
-    assert metrics["perplexity"] > 1.0
+    # NaN exactly when no output has a token to score (the untrained tiny model often writes only <unk>s)
+    assert math.isnan(metrics["perplexity"]) == (not any(t.strip() for t in texts))
+    assert math.isnan(metrics["perplexity"]) or metrics["perplexity"] > 1.0
     assert "perplexity" not in evaluate("textgym/Generation-v0", tiny_model, split="test", n=2, device="cpu",
                                         progress=False, max_new_tokens=4, perplexity=False).metrics
 

@@ -139,12 +139,13 @@ def build_sentiment_model(data_dir: str | os.PathLike | None = None, out: str | 
     torch.manual_seed(seed)
     corpus = load_sentiment_corpus(data_dir)
     imdb = imdb_slices(data_dir, corpus["imdb"])
-    extra = [it for source in ("movie_reviews", "sentence_polarity") for it in corpus[source]]
-    train_items = imdb["train"] + extra
-    if limit is not None:
-        train_items = imdb["train"][:limit] + corpus["movie_reviews"][:limit] + corpus["sentence_polarity"][:limit]
-    dev = {"reviews": [(t, y) for _, t, y in imdb["dev"]], "continuations": _continuations(imdb["dev"])}
+    extra = corpus["movie_reviews"] + corpus["sentence_polarity"]
     rng = random.Random(seed)
+    train_items = imdb["train"] + extra
+    if limit is not None:  # a seeded random subset of each source (the files are sorted by label)
+        train_items = [it for items in (imdb["train"], corpus["movie_reviews"], corpus["sentence_polarity"])
+                       for it in rng.sample(items, min(limit, len(items)))]
+    dev = {"reviews": [(t, y) for _, t, y in imdb["dev"]], "continuations": _continuations(imdb["dev"])}
     examples = _with_windows(train_items, windows, rng)
     scores = {}
     for l2 in l2_grid:
