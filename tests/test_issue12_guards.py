@@ -176,3 +176,21 @@ def test_missing_sentiment_weights_name_the_command(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="textgym rlhf build-sentiment"):
         SentimentReward(tmp_path / "nope.npz")
+
+
+def test_train_command_on_imdb_falls_back_to_the_held_out_slice(tiny_model, tmp_path, data_dir, monkeypatch, caplog):
+    """`textgym train --env textgym/IMDB-v0` used to fail at once: IMDB has no validation split."""
+    import json
+
+    from textgym.cli import main
+
+    monkeypatch.setenv("TEXTGYM_DATA_DIR", str(data_dir))
+    out = tmp_path / "ppo-imdb"
+    with caplog.at_level(logging.WARNING, logger="textgym.data.loaders"):
+        rc = main(["train", "--env", "textgym/IMDB-v0", "--model", tiny_model, "--out", str(out), "--threads", "1",
+                   "--no-progress", "--total-timesteps", "8", "--num-envs", "2", "--set", "ppo.n_steps=4",
+                   "--set", "ppo.batch_size=8", "--set", "eval.n=2", "--set", "eval.batch_size=2",
+                   "--set", "env.max_new_tokens=4", "--set", "env.train_split=train[:90%]"])
+    assert rc == 0 and "using the held-out slice 'train[90%:]'" in caplog.text
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"sentiment", "repetition", "perplexity", "distinct_2", "mean_tokens"} <= set(summary["after"])
