@@ -58,7 +58,7 @@ def test_every_id_takes_a_slice(env_id, smollm_tokenizer, data_dir):
 
 
 def test_unknown_split_name_in_a_slice(data_dir):
-    with pytest.raises(ValueError, match="must be one of train, validation, test"):
+    with pytest.raises(ValueError, match="allowed: train, validation, test, each optionally sliced"):
         load_samples("samsum", "dev[:10]", data_dir)
 
 

@@ -404,8 +404,8 @@ def load_samples(
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(KNOWN_DATASETS)}")
     spec = parse_split(split)
     if spec.name not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for {dataset}: the name must be one of {', '.join(SPLITS)}, "
-                         "optionally sliced as in 'train[:90%]' or 'validation[:700]'")
+        raise ValueError(f"unknown split {split!r} for {dataset}; allowed: {', '.join(SPLITS)}, each optionally "
+                         "sliced as in 'train[:90%]' or 'validation[:700]'")
     if spec.is_sliced:
         return slice_items(load_samples(dataset, spec.name, data_dir), spec)
     fallback = _heldout_fallback(dataset, split, data_dir)
