@@ -63,6 +63,9 @@ def test_unknown_split_name_in_a_slice(data_dir):
 
 
 def test_imdb_validation_falls_back_to_the_held_out_slice_and_says_so(data_dir, caplog):
+    from textgym.data.loaders import _warn_fallback
+
+    _warn_fallback.cache_clear()  # the warning is logged once per process and folder
     with caplog.at_level(logging.WARNING, logger="textgym.data.loaders"):
         held = load_samples("imdb", "validation", data_dir)
     assert "using the held-out slice 'train[90%:]'" in caplog.text
@@ -186,6 +189,9 @@ def test_train_command_on_imdb_falls_back_to_the_held_out_slice(tiny_model, tmp_
 
     monkeypatch.setenv("TEXTGYM_DATA_DIR", str(data_dir))
     out = tmp_path / "ppo-imdb"
+    from textgym.data.loaders import _warn_fallback
+
+    _warn_fallback.cache_clear()
     with caplog.at_level(logging.WARNING, logger="textgym.data.loaders"):
         rc = main(["train", "--env", "textgym/IMDB-v0", "--model", tiny_model, "--out", str(out), "--threads", "1",
                    "--no-progress", "--total-timesteps", "8", "--num-envs", "2", "--set", "ppo.n_steps=4",

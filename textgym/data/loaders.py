@@ -435,11 +435,16 @@ def _heldout_fallback(dataset: str, split: str, data_dir: str | os.PathLike[str]
     root = resolve_data_dir(data_dir)  # None: the hub, which has no validation split for these either
     if root is not None and all((root / dataset / name).is_file() for name in _LAYOUT[dataset, split][0]):
         return None
-    replacement = HELDOUT_SLICES[dataset]
+    _warn_fallback(dataset, split, str(root / dataset) if root else "the hub")
+    return HELDOUT_SLICES[dataset]
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_fallback(dataset: str, split: str, where: str) -> None:
+    """Say once per process and folder that ``split`` was replaced by the held-out slice."""
     logger.warning("%s has no %r split in %s; using the held-out slice %r instead (train on the rest, "
-                   "%r, to keep them disjoint)", dataset, split, root / dataset if root else "the hub",
-                   replacement, HELDOUT_TRAIN_SLICES[dataset])
-    return replacement
+                   "%r, to keep them disjoint)", dataset, split, where, HELDOUT_SLICES[dataset],
+                   HELDOUT_TRAIN_SLICES[dataset])
 
 
 def _split_files(dataset: str, split: str, root: Path) -> list[Path]:
