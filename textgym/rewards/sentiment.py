@@ -11,8 +11,10 @@ the data, the seed and the splits).
 Registered as the reward name ``"sentiment"`` (range [0, 1]; an empty generation scores 0).
 
 Example:
-    >>> ngram_features("Not good!", bits=8)
-    [23, 66, 119, 194, 220]
+    >>> len(ngram_features("Not good!"))  # not, good, !, "not good", "good !"
+    5
+    >>> ngram_features("Not good!") == ngram_features("not   GOOD !")
+    True
     >>> reward = SentimentReward()
     >>> good, bad = reward(["", ""], ["A wonderful, moving film.", "Dull and a waste of time."], [[""], [""]])
     >>> good > 0.5 > bad
