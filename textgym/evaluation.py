@@ -114,7 +114,8 @@ def evaluate(
             records.append(_replay(env, index, tokens))
     summary = _summarize(records)
     if perplexity and records:
-        summary["perplexity"] = _perplexity(base_model if base_model is not None else lm, tokenizer, records, lm.device)
+        same = base_model is None or (isinstance(model, str) and base_model == model)  # reuse the loaded model
+        summary["perplexity"] = _perplexity(lm if same else base_model, tokenizer, records, lm.device)
     return EvalResult(env_id, split, summary, records, time.perf_counter() - start)
 
 
