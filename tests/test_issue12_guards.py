@@ -200,3 +200,12 @@ def test_train_command_on_imdb_falls_back_to_the_held_out_slice(tiny_model, tmp_
     assert rc == 0 and "using the held-out slice 'train[90%:]'" in caplog.text
     summary = json.loads((out / "summary.json").read_text())
     assert {"sentiment", "repetition", "perplexity", "distinct_2", "mean_tokens"} <= set(summary["after"])
+
+
+@pytest.mark.parametrize("kwargs, message", [({"bits": 30}, "bits must be an integer in"),
+                                             ({"windows": -1}, "windows must be"), ({"l2_grid": ()}, "l2_grid")])
+def test_build_sentiment_model_rejects_bad_settings(kwargs, message, tmp_path):
+    from textgym.rlhf.builtin_sentiment import build_sentiment_model
+
+    with pytest.raises(ValueError, match=message):
+        build_sentiment_model(tmp_path, tmp_path / "x.npz", **kwargs)

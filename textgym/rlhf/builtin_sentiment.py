@@ -129,6 +129,10 @@ def build_sentiment_model(data_dir: str | os.PathLike | None = None, out: str | 
         max_iter: L-BFGS iterations per fit.
         limit: Train on at most this many texts per source (quick runs and tests).
 
+    Raises:
+        ValueError: ``bits`` outside [8, 20], a negative ``windows`` or a bad ``l2_grid``.
+        FileNotFoundError: The data folder or one of its files is missing.
+
     Returns:
         The metrics (also stored in the file's metadata).
     """
@@ -136,6 +140,12 @@ def build_sentiment_model(data_dir: str | os.PathLike | None = None, out: str | 
 
     from textgym.rewards.sentiment import SENTIMENT_WEIGHTS, save_sentiment_weights
 
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 8 <= bits <= 20:
+        raise ValueError(f"bits must be an integer in [8, 20] (2**18 float16 weights take 512 KB), got {bits!r}")
+    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 0:
+        raise ValueError(f"windows must be a non-negative integer, got {windows!r}")
+    if not l2_grid or any(not l2 > 0 for l2 in l2_grid):
+        raise ValueError(f"l2_grid must be a non-empty list of positive numbers, got {l2_grid!r}")
     torch.manual_seed(seed)
     corpus = load_sentiment_corpus(data_dir)
     imdb = imdb_slices(data_dir, corpus["imdb"])
