@@ -107,6 +107,9 @@ def load_suite(spec: str | Path) -> Suite:
     suite = Suite(tasks=tasks, **data)
     bad = sorted(set(suite.methods) - set(METHODS)) + sorted(set(suite.method_overrides) - set(METHODS))
     bad += sorted(set(suite.method_seeds) - set(METHODS))
+    for method, seeds in suite.method_seeds.items():
+        if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ValueError(f"{path}: method_seeds.{method} must be a list of integer seeds, got {seeds!r}")
     if bad:
         raise ValueError(f"{path}: unknown method(s) {bad}; methods: {list(METHODS)}")
     plan(suite)  # builds every TrainConfig: unknown or mistyped keys fail now, not an hour in

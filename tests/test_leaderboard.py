@@ -127,12 +127,21 @@ def test_merge_command_renders(tmp_path, capsys):
     ("colour: red\n", r"unknown key\(s\) \['colour'\]"),
     ("method_overrides: {dqn: {}}\n", r"unknown method\(s\) \['dqn'\]"),
     ("method_overrides: {ppo: {ppo: {n_step: 3}}}\n", r"unknown config key\(s\) \['ppo.n_step'\]"),
+    ("method_seeds: {ppo: 0}\n", r"method_seeds.ppo must be a list of integer seeds"),
+    ("method_seeds: {dqn: [0]}\n", r"unknown method\(s\) \['dqn'\]"),
 ])
 def test_suite_errors_are_caught_before_running(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
         load_suite(suite_file(tmp_path, "m", extra=extra))
     with pytest.raises(FileNotFoundError, match="suites: .*quick"):
         load_suite("no-such-suite")
+
+
+def test_existing_quick_records_count_as_done():
+    """Older records (made before EnvConfig.train_split existed) keep their identity: no rerun."""
+    jobs = plan(load_suite("quick"))
+    todo, skipped = leaderboard.pending_jobs(jobs, Path(leaderboard.HERE) / "records")
+    assert not todo and len(skipped) == len(jobs)
 
 
 def test_shipped_suites_load_and_plan():
