@@ -21,6 +21,21 @@ from textgym.models import default_model
 
 ALGOS = ("ppo", "a2c", "sft")
 SPLITS = ("train", "validation", "test")
+
+
+def check_split(spec: Any, what: str) -> None:
+    """Raise ValueError unless ``spec`` is a split name, optionally sliced (``"train[:90%]"``).
+
+    >>> check_split("validation[:600]", "train_split")
+    >>> check_split("dev", "split")
+    Traceback (most recent call last):
+    ...
+    ValueError: split must be one of ['train', 'validation', 'test'], optionally sliced as in 'train[:90%]', got 'dev'
+    """
+    from textgym.data.splits import parse_split
+
+    if not isinstance(spec, str) or parse_split(spec).name not in SPLITS:
+        raise ValueError(f"{what} must be one of {list(SPLITS)}, optionally sliced as in 'train[:90%]', got {spec!r}")
 REWARD_MODES = ("terminal", "dense")
 MAX_TOKENS = 8192  # as textgym.core's sanity bound on lengths
 
@@ -108,9 +123,13 @@ class _Checked:
 
 @dataclass
 class EnvConfig(_Checked):
-    """Which environment to train on and its keyword arguments (``None``: the id's preset)."""
+    """Which environment to train on and its keyword arguments (``None``: the id's preset).
+
+    ``train_split``: the split (or slice, e.g. ``"validation[:600]"``) that PPO/A2C/SFT train on.
+    """
 
     id: str = "textgym/Generation-v0"
+    train_split: str = "train"
     data_dir: str | None = None
     reward: Any = None
     reward_mode: str | None = None
@@ -122,6 +141,7 @@ class EnvConfig(_Checked):
         from textgym import check_env_id
 
         check_env_id(self.id)
+        check_split(self.train_split, "train_split")
         if self.reward_mode is not None and self.reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)} or null, got {self.reward_mode!r}")
 
@@ -220,8 +240,7 @@ class EvalConfig(_Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {self.split!r}")
+        check_split(self.split, "split")
 
 
 @dataclass

@@ -51,7 +51,7 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def build_vec_env(config: TrainConfig, tokenizer: Any):
     """The training env: ``num_envs`` batched episodes of the train split on the device."""
-    return textgym.make_vec(config.env.id, config.num_envs, device=config.device, split="train",
+    return textgym.make_vec(config.env.id, config.num_envs, device=config.device, split=config.env.train_split,
                             tokenizer=tokenizer, **env_kwargs(config))
 
 
@@ -128,7 +128,7 @@ def held_out_eval(config: TrainConfig, model: Any, tokenizer: Any) -> Any:
 
     return evaluate(config.env.id, model, split=config.eval.split, n=config.eval.n, batch_size=config.eval.batch_size,
                     device=config.device, seed=config.seed, progress=config.progress_bar, tokenizer=tokenizer,
-                    metrics=eval_metrics(config.env.id), **env_kwargs(config))
+                    base_model=config.model, metrics=eval_metrics(config.env.id), **env_kwargs(config))
 
 
 def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
@@ -205,7 +205,7 @@ def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any,
     from textgym.devices import resolve_device
     from textgym.models import load_causal_lm
 
-    env = gym.make(config.env.id, split="train", tokenizer=tokenizer, **env_kwargs(config)).unwrapped
+    env = gym.make(config.env.id, split=config.env.train_split, tokenizer=tokenizer, **env_kwargs(config)).unwrapped
     lm = load_causal_lm(start_model).to(resolve_device(config.device))
     log = (lambda tag, value, step: writer.add_scalar(tag, value, step)) if writer else None
     stats = train_sft(lm, env, config.sft, seed=config.seed, progress=config.progress_bar, log=log)

@@ -25,9 +25,11 @@ sys.path.insert(0, str(HERE))
 
 from leaderboard_records import (  # noqa: E402
     environment_facts,
+    load_records,
     make_record,
     merge_records,
     metric_signature,
+    relevant_config,
     write_record,
 )
 from leaderboard_render import render, update_readme  # noqa: E402
@@ -43,8 +45,7 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
     import torch
 
     from agents.config import from_dict, TrainConfig
-    from agents.train import choose_threads, env_kwargs, run_training
-    from textgym.evaluation import evaluate
+    from agents.train import choose_threads, held_out_eval, run_training
 
     config = from_dict(TrainConfig, spec.config)
     config.out = str(work_dir / spec.run_name)
@@ -55,31 +56,19 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
     torch.set_num_threads(choose_threads(config.threads))
     start = time.perf_counter()
     if spec.method == "zero-shot":
-        from textgym.cli import eval_metrics
         from textgym.models import load_tokenizer
 
-        result = evaluate(config.env.id, config.model, split=config.eval.split, n=config.eval.n,
-                          batch_size=config.eval.batch_size, device=config.device, progress=False,
-                          tokenizer=load_tokenizer(config.model), metrics=eval_metrics(config.env.id),
-                          **env_kwargs(config))
-        metrics, records, checkpoint, train = dict(result.metrics), result.records, None, {}
+        result = held_out_eval(config, config.model, load_tokenizer(config.model))  # with the quality guards
+        metrics, checkpoint, train = dict(result.metrics), None, {}
     else:
-        trained = run_training(config, log=lambda line: None)
+        trained = run_training(config, log=lambda line: None)  # its after-eval carries the quality guards
         metrics, checkpoint = dict(trained.after or {}), str(trained.checkpoint)
-        records = _summary_samples(Path(config.out))
         train = {"train_seconds": trained.train_seconds, "rollout_tokens_per_s": trained.rollout_tokens_per_s,
                  "stats": trained.stats, "curve": _read_curve(Path(config.out))}
-    metrics.update(_perplexity(config, records))
     wall = time.perf_counter() - start
     record = make_record(spec, config, metrics, wall_seconds=wall, signature=metric_signature(config),
                          facts=environment_facts(config.device, torch.get_num_threads()), **train)
     return record, checkpoint
-
-
-def _summary_samples(out: Path) -> list[dict[str, Any]]:
-    import json
-
-    return json.loads((out / "summary.json").read_text())["samples_after"]
 
 
 def _read_curve(out: Path) -> list[dict[str, Any]]:
@@ -87,17 +76,6 @@ def _read_curve(out: Path) -> list[dict[str, Any]]:
 
     path = out / "curve.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def _perplexity(config: Any, records: list[dict[str, Any]]) -> dict[str, float]:
-    from textgym.devices import resolve_device
-    from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.perplexity import generation_perplexity
-
-    lm = load_causal_lm(config.model).to(resolve_device(config.device)).eval()
-    scores = generation_perplexity(lm, load_tokenizer(config.model), [r["prompt_text"] for r in records],
-                                   [r["generation"] for r in records])
-    return {"perplexity": scores["perplexity"]}
 
 
 def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False) -> list[Record]:
@@ -160,10 +138,32 @@ def run_ray(jobs: Sequence[Job], work_dir: Path, on_records: Callable[[list[Reco
         raise RuntimeError("some ray jobs failed:\n" + "\n".join(failures))
 
 
+def run_key(suite: str, task: str, method: str, seed: int, config: dict[str, Any]) -> tuple:
+    """What identifies a run across machines and parts: suite, task, method, seed and config hash."""
+    from agents.config import config_hash
+
+    return suite, task, method, seed, config_hash(relevant_config(method, config))
+
+
+def pending_jobs(jobs: list[Job], records_dir: Path) -> tuple[list[Job], list[Job]]:
+    """``(to run, skipped)``: a job is skipped when every run it records already has a record in ``records_dir``."""
+    existing = load_records(records_dir) if records_dir.exists() else []
+    done = {run_key(r["suite"], r["task"], r["method"], r["seed"], r["config"]) for r in existing}
+    todo, skipped = [], []
+    for job in jobs:
+        wanted = [run_key(r.suite, r.task, r.method, r.seed, r.config) for r in job.runs if r.record]
+        (skipped if all(key in done for key in wanted) else todo).append(job)
+    return todo, skipped
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     jobs = plan(suite, tasks=args.tasks, methods=args.methods, seeds=args.seeds)
     records_dir = Path(args.records)
+    if not args.rerun:
+        jobs, skipped = pending_jobs(jobs, records_dir)
+        for job in skipped:
+            print(f"skip (records exist; --rerun to run again): {job.name}")
     work_dir = Path(args.work_dir or Path.home() / ".cache" / "textgym" / "leaderboard" / suite.name)
 
     def save(records: list[Record]) -> None:
@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--work-dir", default=None, help="run folders (default: ~/.cache/textgym/leaderboard/SUITE)")
     run.add_argument("--keep-checkpoints", action="store_true")
     run.add_argument("--no-render", action="store_true")
+    run.add_argument("--rerun", action="store_true", help="run again runs whose records already exist")
     run.set_defaults(func=_cmd_run)
     ren = sub.add_parser("render", parents=[common], help="LEADERBOARD.md and plots from the records")
     ren.add_argument("--readme", default=None, help="also refresh the quick-suite block of this README")

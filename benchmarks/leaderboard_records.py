@@ -120,7 +120,10 @@ def relevant_config(method: str, config: dict[str, Any]) -> dict[str, Any]:
     ['a2c', 'seed']
     """
     drop = {"out", "init", *UNUSED.get(method, ())}
-    return {k: v for k, v in config.items() if k not in drop}
+    out = {k: v for k, v in config.items() if k not in drop}
+    if isinstance(out.get("env"), dict) and out["env"].get("train_split") == "train":  # the default: keeps the
+        out["env"] = {k: v for k, v in out["env"].items() if k != "train_split"}     # hashes of older records
+    return out
 
 
 def check_record(record: Any, where: str = "record") -> dict[str, Any]:

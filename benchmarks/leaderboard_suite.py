@@ -10,10 +10,12 @@ Suite file keys (unknown keys are errors)::
     test: {split: test, n: 28, batch_size: 16}   # the evaluation protocol of every run
     train: {...}                 # agents.config.TrainConfig fields shared by every method
     method_overrides: {ppo: {...}, sft+ppo: {...}}
+    method_seeds: {a2c: [0], sft+ppo: [0]}       # a method on fewer seeds than `seeds` (optional)
     tasks:
       - env: textgym/Generation-v0
         env_kwargs: {max_new_tokens: 16}         # EnvConfig fields besides the id
         train: {...}                             # per-task TrainConfig fields (optional)
+        test: {split: "validation[600:]"}        # per-task evaluation protocol overrides (optional)
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Task:
     env: str
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Suite:
     test: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    method_seeds: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _keys(data: Any, cls: type, where: str) -> dict[str, Any]:
@@ -102,6 +106,10 @@ def load_suite(spec: str | Path) -> Suite:
     tasks = [Task(**_keys(t, Task, f"{path}: tasks[{i}]")) for i, t in enumerate(data.pop("tasks"))]
     suite = Suite(tasks=tasks, **data)
     bad = sorted(set(suite.methods) - set(METHODS)) + sorted(set(suite.method_overrides) - set(METHODS))
+    bad += sorted(set(suite.method_seeds) - set(METHODS))
+    for method, seeds in suite.method_seeds.items():
+        if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ValueError(f"{path}: method_seeds.{method} must be a list of integer seeds, got {seeds!r}")
     if bad:
         raise ValueError(f"{path}: unknown method(s) {bad}; methods: {list(METHODS)}")
     plan(suite)  # builds every TrainConfig: unknown or mistyped keys fail now, not an hour in
@@ -112,7 +120,7 @@ def run_config(suite: Suite, task: Task, method: str, seed: int) -> dict[str, An
     """The TrainConfig (as a checked dict) of one run."""
     from agents.config import TrainConfig, from_dict, merge, to_dict
 
-    test = {"split": "test", "n": None, "batch_size": 16, **suite.test}
+    test = {"split": "test", "n": None, "batch_size": 16, **suite.test, **task.test}
     data = merge(suite.train, task.train)
     data = merge(data, suite.method_overrides.get(method, {}))
     data = merge(data, {"env": {"id": task.env, **task.env_kwargs}, "model": suite.model, "seed": seed,
@@ -139,14 +147,15 @@ def plan(suite: Suite, tasks: Sequence[str] | None = None, methods: Sequence[str
         if tasks and task.env not in tasks:
             continue
         for seed in suite.seeds if not seeds else [s for s in suite.seeds if s in seeds]:
+            here = [m for m in chosen if seed in suite.method_seeds.get(m, [seed])]
             spec = {m: RunSpec(suite.name, task.env, m, seed, run_config(suite, task, m, seed)) for m in METHODS
-                    if m in chosen or (m == "sft" and "sft+ppo" in chosen)}
+                    if m in here or (m == "sft" and "sft+ppo" in here)}
             for m in ("zero-shot", "ppo", "a2c"):
-                if m in chosen:
+                if m in here:
                     jobs.append(Job([spec[m]]))
-            if "sft+ppo" in chosen:
-                spec["sft"].record = "sft" in chosen
+            if "sft+ppo" in here:
+                spec["sft"].record = "sft" in here
                 jobs.append(Job([spec["sft"], spec["sft+ppo"]]))
-            elif "sft" in chosen:
+            elif "sft" in here:
                 jobs.append(Job([spec["sft"]]))
     return jobs

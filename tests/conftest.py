@@ -13,6 +13,10 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TEXTGYM_SHARED_DIR", REPO.parent / "shared"))
+# Code under test that reads $TEXTGYM_DATA_DIR (loaders, README blocks, suites) finds the real data
+# beside the checkout too, as the README says, also when the variable is not set.
+if (SHARED / "data").is_dir():
+    os.environ.setdefault("TEXTGYM_DATA_DIR", str(SHARED / "data"))
 
 
 STRICT_SKIPS = "TEXTGYM_STRICT_SKIPS"
@@ -64,7 +68,7 @@ def smollm_tokenizer(smollm_tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def quick_sentiment_cache(tmp_path_factory, data_dir):
-    """A textgym cache holding a quick ``rm:imdb-sentiment`` (IMDB-v0's default reward).
+    """A textgym cache holding a quick ``rm:imdb-sentiment`` (the trained alternative to IMDB-v0's default).
 
     Trained once per session on a small subset of the real labelled reviews; the full model
     (``textgym rlhf train-sentiment``) is better, but any model will do for API tests.

@@ -128,12 +128,21 @@ def test_merge_command_renders(tmp_path, capsys):
     ("colour: red\n", r"unknown key\(s\) \['colour'\]"),
     ("method_overrides: {dqn: {}}\n", r"unknown method\(s\) \['dqn'\]"),
     ("method_overrides: {ppo: {ppo: {n_step: 3}}}\n", r"unknown config key\(s\) \['ppo.n_step'\]"),
+    ("method_seeds: {ppo: 0}\n", r"method_seeds.ppo must be a list of integer seeds"),
+    ("method_seeds: {dqn: [0]}\n", r"unknown method\(s\) \['dqn'\]"),
 ])
 def test_suite_errors_are_caught_before_running(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
         load_suite(suite_file(tmp_path, "m", extra=extra))
     with pytest.raises(FileNotFoundError, match="suites: .*quick"):
         load_suite("no-such-suite")
+
+
+def test_existing_quick_records_count_as_done():
+    """Older records (made before EnvConfig.train_split existed) keep their identity: no rerun."""
+    jobs = plan(load_suite("quick"))
+    todo, skipped = leaderboard.pending_jobs(jobs, Path(leaderboard.HERE) / "records")
+    assert not todo and len(skipped) == len(jobs)
 
 
 def test_shipped_suites_load_and_plan():
@@ -164,14 +173,63 @@ def _check_records(records_dir, methods):
     return records
 
 
-def test_local_run_writes_records_and_renders(tiny_model, tmp_path):
+def test_local_run_writes_records_and_renders(tiny_model, tmp_path, capsys):
     args = ["run", "--suite", str(suite_file(tmp_path, tiny_model)), "--records", str(tmp_path / "records"),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "L.md"), "--plots", str(tmp_path / "plots")]
     assert leaderboard.main(args) == 0
-    _check_records(tmp_path / "records", ["zero-shot", "sft", "ppo", "sft+ppo"])
+    records = _check_records(tmp_path / "records", ["zero-shot", "sft", "ppo", "sft+ppo"])
+    assert all({"repetition", "mean_tokens", "distinct_1"} <= set(r["test_metrics"]) for r in records)
     text = (tmp_path / "L.md").read_text()
-    assert "## Suite `tiny`" in text and "| sft+ppo | 1 |" in text
+    assert "## Suite `tiny`" in text and "| sft+ppo | 1 |" in text and "repetition" in text
     assert not list((tmp_path / "work").glob("*"))  # run folders cleaned up
+    capsys.readouterr()
+    assert leaderboard.main(args) == 0  # a second part: every record exists, nothing runs again
+    out = capsys.readouterr().out
+    assert out.count("skip (records exist") == 3 and "0 jobs, 0 runs" in out
+    assert len(load_records(tmp_path / "records")) == 4
+
+
+def test_cpu_suite_trains_and_evaluates_on_disjoint_slices(data_dir):
+    from textgym.data import load_samples
+
+    jobs = plan(load_suite("cpu"))
+    runs = [r for job in jobs for r in job.runs if r.record]
+    assert {r.task for r in runs} == {"textgym/IMDB-v0", "textgym/CommonGen-v0", "textgym/SAMSum-v0"}
+    assert sorted(r.seed for r in runs if r.method == "ppo" and r.task == "textgym/SAMSum-v0") == [0, 1, 2]
+    assert all(len([r for r in runs if r.method == m and r.task == "textgym/IMDB-v0"]) == 1
+               for m in ("zero-shot", "sft", "a2c", "sft+ppo"))
+    dataset = {"textgym/IMDB-v0": "imdb", "textgym/CommonGen-v0": "commongen", "textgym/SAMSum-v0": "samsum"}
+    for task in dataset:
+        config = next(r.config for r in runs if r.task == task and r.method == "ppo")
+        train = load_samples(dataset[task], config["env"]["train_split"], data_dir)
+        test = load_samples(dataset[task], config["eval"]["split"], data_dir)
+        assert not {s.id for s in train} & {s.id for s in test}, task
+        assert len(test) >= 200 and config["eval"]["n"] >= 200 and not config["policy"].get("do_sample", False)
+        assert "repetition" in config["env"]["reward"]
+
+
+def test_cpu_suite_smoke_with_a_tiny_model(tiny_model, tmp_path, data_dir, monkeypatch):
+    """The cpu suite's tasks, slices and rewards end to end, with a tiny model and budget."""
+    import yaml
+
+    monkeypatch.setenv("TEXTGYM_DATA_DIR", str(data_dir))
+    suite = yaml.safe_load((Path(leaderboard.HERE) / "configs" / "cpu.yaml").read_text())
+    suite.update(name="cpu-smoke", model=tiny_model, seeds=[0], methods=["ppo"], method_seeds={},
+                 test={"n": 2, "batch_size": 2})
+    suite["train"].update(num_envs=2, threads=1, ppo={"n_steps": 2, "batch_size": 4, "n_epochs": 1})
+    for task in suite["tasks"]:
+        task["env_kwargs"]["max_new_tokens"] = 3
+        task["train"] = {"total_timesteps": 4}
+    path = tmp_path / "cpu-smoke.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    args = ["run", "--suite", str(path), "--records", str(tmp_path / "records"), "--work-dir", str(tmp_path / "work"),
+            "--no-render"]
+    assert leaderboard.main(args) == 0
+    records = load_records(tmp_path / "records")
+    assert len(records) == 3
+    imdb = [r for r in records if r["task"] == "textgym/IMDB-v0"]
+    assert all({"sentiment", "repetition", "perplexity"} <= set(r["test_metrics"]) for r in imdb)
+    assert all("eval=train[90%:]:2" in r["metric_signature"] for r in imdb)
 
 
 def test_ray_executor_on_a_local_instance(tiny_model, tmp_path):

@@ -198,14 +198,15 @@ def sentiment_cache(quick_sentiment_cache, monkeypatch):
     return quick_sentiment_cache
 
 
-def test_quick_sentiment_model_and_imdb_default_reward(sentiment_cache, smollm_tokenizer, data_dir):
+def test_quick_sentiment_model_and_imdb_rm_reward(sentiment_cache, smollm_tokenizer, data_dir):
     cache, metrics = sentiment_cache
     assert (cache / "reward_models" / "imdb-sentiment" / "reward_model.json").is_file()
     for key in ("heldout_accuracy", "heldout_accuracy_imdb", "heldout_accuracy_sentence_polarity",
                 "heldout_accuracy_movie_reviews", "heldout_accuracy_imdb_continuations"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["heldout_accuracy"] > 0.6  # tiny subset; the full model is far better
-    env = gym.make("textgym/IMDB-v0", tokenizer=smollm_tokenizer, data_dir=str(data_dir), max_new_tokens=4)
+    env = gym.make("textgym/IMDB-v0", tokenizer=smollm_tokenizer, data_dir=str(data_dir), max_new_tokens=4,
+                   reward="rm:imdb-sentiment")  # the trained route stays an option
     assert env.unwrapped.reward_fn.name == "rm:imdb-sentiment"
     env.reset(seed=0)
     ids = smollm_tokenizer(" a wonderful, moving and funny film", add_special_tokens=False)["input_ids"][:4]

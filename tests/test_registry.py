@@ -22,10 +22,9 @@ DATASET = {e.env_id: e.dataset for e in textgym.ENVS}
 
 
 @pytest.fixture(autouse=True)
-def imdb_reward_model(request, monkeypatch):
-    """IMDB-v0's default reward is a learned model: point the IMDB cases at a quick one."""
-    if "IMDB" in request.node.name:
-        monkeypatch.setenv("TEXTGYM_CACHE", str(request.getfixturevalue("quick_sentiment_cache")[0]))
+def empty_cache(tmp_path, monkeypatch):
+    """An empty textgym cache, as on a fresh install: no id may need a model trained first (IMDB-v0)."""
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path / "fresh-cache"))
 
 
 def make(env_id, smollm_tokenizer, data_dir, **kwargs):

@@ -113,10 +113,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     result = evaluate(args.env, model, split=args.split, n=args.n, batch_size=args.batch_size,
-                      device=args.device, do_sample=args.sample, seed=args.seed, **env_kwargs)
+                      device=args.device, do_sample=args.sample, seed=args.seed,
+                      perplexity=not args.no_perplexity, base_model=base_model, **env_kwargs)
     metrics = dict(result.metrics)
-    if not args.no_perplexity:
-        metrics.update(_perplexity(base_model, result.records, args.device))
     print(f"\n{args.env} ({args.split}, {len(result.records)} items, model {model}, {result.seconds:.1f} s)")
     print(format_table([["metric", "value"], *([k, f"{v:.4f}"] for k, v in metrics.items())]))
     if not args.no_perplexity:
@@ -137,15 +136,6 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text).strip("/").replace("textgym/", ""))[-60:]
 
 
-def _perplexity(base_model: str, records: list[dict[str, Any]], device: str) -> dict[str, float]:
-    from textgym.devices import resolve_device
-    from textgym.models import load_causal_lm, load_tokenizer
-    from textgym.perplexity import generation_perplexity
-
-    lm = load_causal_lm(base_model).to(resolve_device(device)).eval()
-    scores = generation_perplexity(lm, load_tokenizer(base_model), [r["prompt_text"] for r in records],
-                                   [r["generation"] for r in records])
-    return {"perplexity": scores["perplexity"]}
 
 
 def _add_eval(sub: Any) -> None:
@@ -155,7 +145,7 @@ def _add_eval(sub: Any) -> None:
     which.add_argument("--model", default=None, help="model alias, folder or hub id (default: smollm2-135m)")
     which.add_argument("--checkpoint", default=None, help="a checkpoint folder written by textgym train")
     ev.add_argument("--base-model", default=None, help="judge of perplexity (default: the checkpoint's base model)")
-    ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    ev.add_argument("--split", default="test", help="train, validation or test, optionally sliced: validation[:700], train[90%%:]")
     ev.add_argument("--n", type=int_in(1), default=32, help="number of items (default: %(default)s)")
     ev.add_argument("--batch-size", type=int_in(1), default=16)
     ev.add_argument("--max-new-tokens", type=int_in(1, MAX_TOKENS_LIMIT), default=None)

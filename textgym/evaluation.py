@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -47,12 +48,20 @@ def evaluate(
     do_sample: bool = False,
     seed: int = 0,
     progress: bool = True,
+    perplexity: bool = True,
+    base_model: Any = None,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Generate a reply for each item with ``model`` and score it through the environment.
 
     The tokens are produced with ``model.generate`` in batches (KV cache), then stepped through the
     env one by one, so the scores are exactly what an agent acting in the env would receive.
+
+    Besides the env's metrics, the result always carries the quality guards (see :func:`_summarize`):
+    ``mean_tokens``, ``distinct_1``, ``distinct_2``, ``repetition`` (the mean per-output trigram
+    repetition rate of :func:`textgym.rewards.quality.repetition_rate`) and, unless
+    ``perplexity=False``, ``perplexity``: the corpus perplexity of the outputs given their prompts
+    under ``base_model`` (see :func:`textgym.perplexity.generation_perplexity`).
 
     Args:
         env_id: A registered textgym id.
@@ -65,6 +74,10 @@ def evaluate(
         do_sample: Sample instead of greedy decoding.
         seed: Seed for sampling.
         progress: Show a progress bar.
+        perplexity: Compute the perplexity of the outputs under ``base_model``.
+        base_model: The judge of perplexity: a model name or folder, or a loaded causal LM (with the
+            env's tokenizer). ``None``: ``model`` itself, right for an untrained model; pass the base
+            model when evaluating a fine-tuned one.
         **env_kwargs: Passed to ``gym.make`` (``tokenizer``, ``data_dir``, ``max_new_tokens``, ...).
     """
     import torch
@@ -93,7 +106,23 @@ def evaluate(
             )[:, ids.shape[1] :].tolist()
         for index, tokens in zip(indices, out):
             records.append(_replay(env, index, tokens))
-    return EvalResult(env_id, split, _summarize(records), records, time.perf_counter() - start)
+    summary = _summarize(records)
+    if perplexity and records:
+        same = base_model is None or (isinstance(model, str) and base_model == model)  # reuse the loaded model
+        summary["perplexity"] = _perplexity(lm if same else base_model, tokenizer, records, lm.device)
+    return EvalResult(env_id, split, summary, records, time.perf_counter() - start)
+
+
+def _perplexity(judge: Any, tokenizer: Any, records: list[dict[str, Any]], device: Any) -> float:
+    """Perplexity of the records' generations given their prompts under ``judge`` (name or loaded LM)."""
+    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.perplexity import generation_perplexity
+
+    if isinstance(judge, (str, os.PathLike)):
+        judge, tokenizer = load_causal_lm(judge).to(device).eval(), load_tokenizer(judge)
+    scores = generation_perplexity(judge, tokenizer, [r["prompt_text"] for r in records],
+                                   [r["generation"] for r in records])
+    return scores["perplexity"]
 
 
 def _replay(env: Any, index: int, tokens: list[int]) -> dict[str, Any]:
@@ -109,6 +138,15 @@ def _replay(env: Any, index: int, tokens: list[int]) -> dict[str, Any]:
 
 
 def _summarize(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean of every env metric and of the score, plus the quality guards.
+
+    ``mean_tokens``: generated tokens per output; ``distinct_1``/``distinct_2``: :func:`distinct_n` over
+    all outputs; ``repetition``: the mean over outputs of each output's trigram repetition rate (the
+    share of its word trigrams that repeat an earlier trigram of the same output; see
+    :func:`textgym.rewards.quality.repetition_rate`).
+    """
+    from textgym.rewards.quality import repetition_rate
+
     if not records:
         return {}
     summary = {name: statistics.fmean(r["metrics"][name] for r in records) for name in records[0]["metrics"]}
@@ -116,4 +154,5 @@ def _summarize(records: list[dict[str, Any]]) -> dict[str, float]:
     summary["mean_tokens"] = statistics.fmean(r["num_tokens"] for r in records)
     texts = [r["generation"] for r in records]
     summary["distinct_1"], summary["distinct_2"] = distinct_n(texts, 1), distinct_n(texts, 2)
+    summary["repetition"] = statistics.fmean(repetition_rate(t) for t in texts)
     return summary

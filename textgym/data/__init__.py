@@ -11,6 +11,8 @@ from textgym.data.loaders import (
     BUILTIN_DATASETS,
     DATA_DIR_ENV,
     DATASETS,
+    HELDOUT_SLICES,
+    HELDOUT_TRAIN_SLICES,
     KNOWN_DATASETS,
     SPLITS,
     DataError,
@@ -18,16 +20,21 @@ from textgym.data.loaders import (
     load_samples,
     resolve_data_dir,
 )
+from textgym.data.splits import SplitSpec, parse_split
 
 __all__ = [
     "BUILTIN_DATASETS",
     "DATA_DIR_ENV",
     "DATASETS",
+    "HELDOUT_SLICES",
+    "HELDOUT_TRAIN_SLICES",
     "KNOWN_DATASETS",
     "SPLITS",
     "DataError",
     "Sample",
+    "SplitSpec",
     "detokenize",
     "load_samples",
+    "parse_split",
     "resolve_data_dir",
 ]

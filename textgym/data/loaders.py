@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -31,12 +32,19 @@ from textgym.data.rows import (  # noqa: F401  (re-exported: loaders.X keeps wor
     split_turns,
 )
 from textgym.io import read_json, read_text
+from textgym.data.splits import parse_split, slice_items
+
+logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 DATASETS = ("commongen", "imdb", "cnn_dailymail", "samsum", "dialogsum", "dailydialog")
 BUILTIN_DATASETS = ("builtin_generation", "builtin_summarization", "builtin_dialogue")
 KNOWN_DATASETS: tuple[str, ...] = DATASETS + BUILTIN_DATASETS
 DATA_DIR_ENV = "TEXTGYM_DATA_DIR"
+#: Data sets shipped without a validation split: the held-out slice that ``"validation"`` falls back
+#: to (with a logged warning), and the complementary slice to train on.
+HELDOUT_SLICES: dict[str, str] = {"imdb": "train[90%:]"}
+HELDOUT_TRAIN_SLICES: dict[str, str] = {"imdb": "train[:90%]"}
 
 # --------------------------------------------------------------------------- file helpers
 
@@ -276,12 +284,16 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path | N
 def load_samples(
     dataset: str, split: str = "train", data_dir: str | os.PathLike[str] | None = None
 ) -> list[Sample]:
-    """Load one split of a data set as a list of Samples, in file order.
+    """Load one split of a data set (or a slice of it) as a list of Samples, in file order.
 
     Args:
         dataset: One of ``KNOWN_DATASETS``: a real data set (``DATASETS``) or a builtin
             mini corpus (``"builtin_..."``, packaged with textgym; ``data_dir`` is ignored).
-        split: ``"train"``, ``"validation"`` or ``"test"``.
+        split: ``"train"``, ``"validation"`` or ``"test"``, optionally sliced as in Hugging Face
+            ``datasets``: ``"validation[:700]"``, ``"train[90%:]"``, ``"train[:10%]"``,
+            ``"train[-200:]"`` (see :mod:`textgym.data.splits`). A data set whose folder lacks
+            ``validation`` but has a held-out slice in :data:`HELDOUT_SLICES` (IMDB:
+            ``train[90%:]``) loads that slice instead and logs a warning saying so.
         data_dir: Folder in the layout of ``SOURCES.md``. Defaults to ``$TEXTGYM_DATA_DIR``,
             and when that is unset the Hugging Face hub is used (needs ``textgym[hub]``).
 
@@ -296,8 +308,15 @@ def load_samples(
     """
     if dataset not in KNOWN_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(KNOWN_DATASETS)}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for {dataset}; allowed: {', '.join(SPLITS)}")
+    spec = parse_split(split)
+    if spec.name not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {dataset}; allowed: {', '.join(SPLITS)}, each optionally "
+                         "sliced as in 'train[:90%]' or 'validation[:700]'")
+    if spec.is_sliced:
+        return slice_items(load_samples(dataset, spec.name, data_dir), spec)
+    fallback = _heldout_fallback(dataset, split, data_dir)
+    if fallback is not None:
+        return load_samples(dataset, fallback, data_dir)
     if dataset in BUILTIN_DATASETS:
         from textgym.data.builtin import load_builtin  # lazy: written separately, packaged data
 
@@ -313,6 +332,25 @@ def load_samples(
     stats = ((p.name, p.stat()) for p in sorted(files[0].parent.iterdir()))
     stamp = tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
     return list(_load_cached(dataset, split, tuple(files), stamp))
+
+
+def _heldout_fallback(dataset: str, split: str, data_dir: str | os.PathLike[str] | None) -> str | None:
+    """The slice to load instead of ``split`` when the local folder lacks it, or None."""
+    if split != "validation" or dataset not in HELDOUT_SLICES:
+        return None
+    root = resolve_data_dir(data_dir)  # None: the hub, which has no validation split for these either
+    if root is not None and all((root / dataset / name).is_file() for name in _LAYOUT[dataset, split][0]):
+        return None
+    _warn_fallback(dataset, split, str(root / dataset) if root else "the hub")
+    return HELDOUT_SLICES[dataset]
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_fallback(dataset: str, split: str, where: str) -> None:
+    """Say once per process and folder that ``split`` was replaced by the held-out slice."""
+    logger.warning("%s has no %r split in %s; using the held-out slice %r instead (train on the rest, "
+                   "%r, to keep them disjoint)", dataset, split, where, HELDOUT_SLICES[dataset],
+                   HELDOUT_TRAIN_SLICES[dataset])
 
 
 def _split_files(dataset: str, split: str, root: Path) -> list[Path]:

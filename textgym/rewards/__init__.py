@@ -1,6 +1,7 @@
 """Rewards: pure batched callables ``(prompts, generations, references) -> list[float]``.
 
-Metric rewards (BLEU, chrF, ROUGE) live in :mod:`textgym.rewards.overlap`, weighted mixes in
+Metric rewards (BLEU, chrF, ROUGE) live in :mod:`textgym.rewards.overlap`, the repetition penalty
+(``"repetition"``, mix it in with a negative weight) in :mod:`textgym.rewards.quality`, weighted mixes in
 :mod:`textgym.rewards.combine`, and spec resolution (``"bleu"``, ``{"bleu": 1.0, "rougeL": 0.5}``,
 ``"rm:/path"``) in :mod:`textgym.rewards.registry`. Importing this package is cheap: sacrebleu and
 rouge-score are imported at the first score.
@@ -19,6 +20,7 @@ from textgym.rewards.overlap import (
     rougeL,
     rougeLsum,
 )
+from textgym.rewards.quality import RepetitionPenalty, repetition_rate
 from textgym.rewards.registry import (
     available_reward_prefixes,
     available_rewards,
@@ -30,6 +32,7 @@ from textgym.rewards.registry import (
 __all__ = [
     "BLEUReward",
     "CHRFReward",
+    "RepetitionPenalty",
     "RewardFn",
     "RougeReward",
     "WeightedReward",
@@ -40,6 +43,7 @@ __all__ = [
     "make_reward",
     "register_reward",
     "register_reward_prefix",
+    "repetition_rate",
     "rouge1",
     "rouge2",
     "rougeL",

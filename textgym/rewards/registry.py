@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Mapping
 
-from textgym.rewards import overlap
+from textgym.rewards import overlap, quality
 from textgym.rewards.base import RewardFn
 from textgym.rewards.combine import WeightedReward
 
@@ -89,8 +89,8 @@ def available_rewards() -> list[str]:
     """The registered plain reward names, sorted.
 
     Example:
-        >>> available_rewards()[:6]
-        ['bleu', 'chrf', 'rouge1', 'rouge2', 'rougeL', 'rougeLsum']
+        >>> available_rewards()[:7]
+        ['bleu', 'chrf', 'repetition', 'rouge1', 'rouge2', 'rougeL', 'rougeLsum']
     """
     return sorted(_NAMED)
 
@@ -171,10 +171,20 @@ def make_reward(spec: str | Mapping[str, float] | RewardFn) -> RewardFn:
 
 
 for _metric in (overlap.bleu, overlap.chrf, overlap.rouge1, overlap.rouge2, overlap.rougeL,
-                overlap.rougeLsum):
+                overlap.rougeLsum, quality.repetition):
     # Bind the instance now (a bare closure would see only the loop's last value).
     register_reward(_metric.name, (lambda m: lambda: m)(_metric))
 del _metric
+
+
+def _sentiment() -> RewardFn:
+    """The packaged hashed n-gram sentiment model (NumPy only; loaded on first use)."""
+    from textgym.rewards.sentiment import SentimentReward
+
+    return SentimentReward()
+
+
+register_reward("sentiment", _sentiment)
 
 
 def _learned(attr: str) -> Callable[[str], RewardFn]:

@@ -98,6 +98,16 @@ def _cmd_train_sentiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_sentiment(args: argparse.Namespace) -> int:
+    from textgym.rlhf.builtin_sentiment import build_sentiment_model
+
+    start = time.perf_counter()
+    metrics = build_sentiment_model(args.data_dir, args.out, bits=args.bits, windows=args.windows, seed=args.seed)
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    _print_metrics({k: v for k, v in metrics.items() if k != "path"}, metrics["path"])
+    return 0
+
+
 def _train_options(p: argparse.ArgumentParser, n_epochs: int, max_length: int) -> None:
     p.add_argument("--encoder", default="all-MiniLM-L6-v2", help="encoder name or folder (default: %(default)s)")
     p.add_argument("--max-length", type=int_in(1, 8192), default=max_length, help="tokens per input (default: %(default)s)")
@@ -112,7 +122,7 @@ def _train_options(p: argparse.ArgumentParser, n_epochs: int, max_length: int) -
 
 
 def add_rlhf_commands(subparsers: Any) -> None:
-    """Add ``rlhf collect|serve|import|train-rm|train-sentiment`` to a ``textgym`` parser."""
+    """Add ``rlhf collect|serve|import|train-rm|train-sentiment|build-sentiment`` to a ``textgym`` parser."""
     rlhf = subparsers.add_parser("rlhf", help="collect human preferences and train reward models")
     sub = rlhf.add_subparsers(dest="rlhf_command", required=True)
 
@@ -156,3 +166,12 @@ def add_rlhf_commands(subparsers: Any) -> None:
     sen.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     _train_options(sen, n_epochs=40, max_length=128)
     sen.set_defaults(func=_cmd_train_sentiment)
+
+    bsen = sub.add_parser("build-sentiment", help="rebuild the packaged sentiment model (reward 'sentiment', IMDB-v0's "
+                          "default): hashed n-gram logistic regression; prints held-out accuracy")
+    bsen.add_argument("--data-dir", default=None, help="folder with imdb/ and sentiment/ (default: $TEXTGYM_DATA_DIR)")
+    bsen.add_argument("--out", default=None, help=".npz file (default: the packaged textgym/rewards/weights/sentiment.npz)")
+    bsen.add_argument("--bits", type=int, default=18, help="2**bits hash buckets (default: %(default)s)")
+    bsen.add_argument("--windows", type=int, default=3, help="random 40-word windows per review (default: %(default)s)")
+    bsen.add_argument("--seed", type=int, default=0)
+    bsen.set_defaults(func=_cmd_build_sentiment)

@@ -34,7 +34,8 @@ class TaskEnv(TextEnv):
 
     Args:
         dataset: A data set of this family (see ``PRESETS``).
-        split: ``"train"``, ``"validation"`` or ``"test"``.
+        split: ``"train"``, ``"validation"`` or ``"test"``, optionally sliced as in ``datasets``
+            (``"validation[:700]"``, ``"train[90%:]"``; see :func:`textgym.data.load_samples`).
         data_dir: Folder in the layout of ``shared/data`` (default: ``$TEXTGYM_DATA_DIR``, then the hub).
         samples: Use these items instead of loading ``dataset``/``split`` (presets still apply).
         **kwargs: Any of :data:`ENV_KWARGS`; unset ones take the preset's value.
