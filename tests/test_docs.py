@@ -9,7 +9,8 @@ in :func:`block_env`:
 - **the model**: every ``smollm2-135m`` becomes a tiny randomly initialised Llama that uses the real
   SmolLM2 tokenizer (so env spaces and policies agree), and ``TEXTGYM_DEFAULT_MODEL`` points there
   for code that names no model;
-- **the budgets**: timesteps, item counts and repeats become small numbers.
+- **the budgets**: timesteps, item counts and repeats become small numbers (and a rebuild of the
+  packaged sentiment model trains on a few texts and writes to the scratch folder).
 
 The set-up and test commands (between the ``setup-command`` and ``test-command`` markers) are not
 run here: ``.ci/run`` runs exactly those lines on a fresh clone.
@@ -42,6 +43,9 @@ SWAPS: list[tuple[str, str]] = [
     (r"--repeats[ =]\d+", "--repeats 1"),
     (r"(?<=\s)--n[ =]\d+", "--n 4"),
     (r"--limit[ =]\d+", "--limit 40"),
+    # rebuilding the packaged sentiment model: a small budget, written to the scratch folder (never
+    # over the packaged file)
+    (r"(textgym rlhf build-sentiment\b[^\n#]*?)(\s*#|\n)", r"\1 --limit 100 --out sentiment-test.npz\2"),
 ]
 
 

@@ -102,7 +102,8 @@ def _cmd_build_sentiment(args: argparse.Namespace) -> int:
     from textgym.rlhf.builtin_sentiment import build_sentiment_model
 
     start = time.perf_counter()
-    metrics = build_sentiment_model(args.data_dir, args.out, bits=args.bits, windows=args.windows, seed=args.seed)
+    metrics = build_sentiment_model(args.data_dir, args.out, bits=args.bits, windows=args.windows, seed=args.seed,
+                                    limit=args.limit)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     _print_metrics({k: v for k, v in metrics.items() if k != "path"}, metrics["path"])
     return 0
@@ -174,4 +175,5 @@ def add_rlhf_commands(subparsers: Any) -> None:
     bsen.add_argument("--bits", type=int, default=18, help="2**bits hash buckets (default: %(default)s)")
     bsen.add_argument("--windows", type=int, default=3, help="random 40-word windows per review (default: %(default)s)")
     bsen.add_argument("--seed", type=int, default=0)
+    bsen.add_argument("--limit", type=int_in(1), default=None, help="at most this many texts per source (quick runs)")
     bsen.set_defaults(func=_cmd_build_sentiment)
