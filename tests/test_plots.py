@@ -77,7 +77,7 @@ def test_plot_command(tmp_path, capsys):
 def test_bad_curve_lines_name_the_file_and_line(tmp_path):
     run = write_run(tmp_path / "run", 0, [{"timesteps": 1}])
     (run / "curve.jsonl").write_text('{"timesteps": 1}\n{not json\n')
-    with pytest.raises(ValueError, match=r"curve.jsonl, line 2"):
+    with pytest.raises(ValueError, match=r"curve.jsonl:2: not JSON"):
         read_run(run)
     (run / "curve.jsonl").write_text('{"kl": 1}\n')
     with pytest.raises(ValueError, match="timesteps"):

@@ -25,9 +25,9 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_write", "atomic_write_json", "check_writable_dir",
+__all__ = ["atomic_dir", "atomic_file", "atomic_write", "atomic_write_json", "check_writable_dir", "json_lines",
            "check_writable_file", "clean_orphans", "read_dir", "read_json", "read_text", "recover_dir"]
 
 _AT_FDCWD = -100
@@ -278,6 +278,27 @@ def read_text(path: str | os.PathLike, what: str = "") -> str:
     except UnicodeDecodeError as err:
         raise ValueError(f"{what + ' ' if what else ''}{path} is not valid UTF-8 ({err.reason} at byte "
                          f"{err.start}); the file may be corrupt or in another encoding") from None
+
+
+def json_lines(lines: Iterable[str], where: Any) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank JSON line; a bad line raises ValueError naming ``where:line``.
+
+    >>> list(json_lines(['{"a": 1}', "", "[2]"], "x.jsonl"))
+    [(1, {'a': 1}), (3, [2])]
+    >>> list(json_lines(["{oops"], "x.jsonl"))
+    Traceback (most recent call last):
+    ...
+    ValueError: x.jsonl:1: not JSON (Expecting property name enclosed in double quotes)
+    """
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}:{number}: not JSON ({err.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{where}:{number}: nested too deeply to be read as JSON") from None
 
 
 def read_json(path: str | os.PathLike, what: str = "") -> Any:

@@ -49,28 +49,21 @@ def read_run(folder: str | Path) -> Curve:
     if not path.is_file():
         what = "does not exist" if not folder.exists() else "has no curve.jsonl (is it a textgym train run folder?)"
         raise FileNotFoundError(f"run folder {folder} {what}")
+    from textgym.io import json_lines, read_text
+
     points = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}, line {number}: not JSON ({exc.msg})") from None
+    for number, row in json_lines(read_text(path).splitlines(), path):
         if not isinstance(row, dict) or not isinstance(row.get("timesteps"), (int, float)):
-            raise ValueError(f"{path}, line {number}: expected an object with a numeric 'timesteps'")
+            raise ValueError(f"{path}:{number}: expected an object with a numeric 'timesteps'")
         points.append(row)
     config = _read_json(folder / "train_config.json")
     return Curve(group_label(config, folder.name), config.get("seed", folder.name), points)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a JSON file ({exc})") from None
+    from textgym.io import read_json
+
+    data = read_json(path) if path.is_file() else {}
     return data if isinstance(data, dict) else {}
 
 

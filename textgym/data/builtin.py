@@ -33,12 +33,12 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from textgym.data.base import Sample
+from textgym.io import json_lines
 
 __all__ = ["BUILTIN_DATASETS", "SPLITS", "load_builtin", "split_of"]
 
@@ -113,13 +113,7 @@ def _read_items(name: str) -> tuple[dict[str, Any], ...]:
     text = resource.read_text(encoding="utf-8")
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{filename}:{lineno}: invalid JSON ({err})") from err
+    for lineno, item in json_lines(text.splitlines(), filename):
         missing = [key for key in _REQUIRED_KEYS[name] if key not in item]
         if missing:
             raise ValueError(f"{filename}:{lineno}: missing field(s) {', '.join(missing)}")

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from textgym.io import json_lines
+
 __all__ = ["CHOICES", "Pair", "Preference", "PreferenceStore", "pair_id"]
 
 CHOICES = ("A", "B", "tie", "skip")
@@ -221,13 +223,7 @@ class PreferenceStore:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist or is not a file")
         with path.open("rb") as fh:
-            for line_no, line in enumerate(_lines(fh, path), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: not JSON ({err})") from err
+            for line_no, row in json_lines(_lines(fh, path), path):
                 missing = [k for k in ("prompt", "chosen", "rejected")
                            if not isinstance(row, dict) or not isinstance(row.get(k), str)]
                 if missing:
