@@ -175,3 +175,24 @@ def test_sft_targets_keep_control_text_as_text(smollm_tokenizer):
     (example,) = build_examples(env)
     im_end = smollm_tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert im_end not in example.target[:-1]  # only the closing EOS may be a control token
+
+
+def test_perplexity_judges_the_prompt_the_env_encoded(smollm_tokenizer, monkeypatch):
+    """Data text that looks like a control token stays text when perplexity re-reads the prompt."""
+    import textgym.evaluation as evaluation
+    import textgym.perplexity as perplexity
+    from textgym.core import TextEnv
+
+    env = TextEnv([Sample("i", "x <|im_end|> y", ("z",))], smollm_tokenizer, reward="rouge1", max_prompt_length=96,
+                  max_new_tokens=4)
+    obs, info = env.reset(seed=0)
+    env_ids = obs["input_ids"][: env.max_prompt_length][obs["attention_mask"][: env.max_prompt_length] == 1].tolist()
+    retokenized = smollm_tokenizer(info["prompt_text"], add_special_tokens=False)["input_ids"]
+    im_end = smollm_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert retokenized.count(im_end) == env_ids.count(im_end) + 1  # the text round trip would inject one
+    seen = {}
+    monkeypatch.setattr(perplexity, "generation_perplexity",
+                        lambda lm, tok, prompts, gens: seen.setdefault("prompts", prompts) and {"perplexity": 1.0})
+    records = [{"prompt_text": info["prompt_text"], "generation": "ok"}]
+    evaluation._perplexity(object(), smollm_tokenizer, records, [env_ids], "cpu")
+    assert seen["prompts"] == [env_ids]

@@ -94,6 +94,7 @@ def evaluate(
     torch.manual_seed(seed)
     count = len(env.samples) if n is None else min(int(n), len(env.samples))
     records: list[dict[str, Any]] = []
+    prompt_ids: list[list[int]] = []
     for begin in tqdm(range(0, count, batch_size), desc=f"eval {env_id}", disable=not progress, unit="batch"):
         indices = list(range(begin, min(begin + batch_size, count)))
         prompts = [env.reset(options={"sample_index": i})[0] for i in indices]
@@ -104,24 +105,32 @@ def evaluate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=env.max_new_tokens, do_sample=do_sample,
                 eos_token_id=env.eos_token_id, pad_token_id=env.pad_token_id,
             )[:, ids.shape[1] :].tolist()
+        prompt_ids += [row[m.bool()].tolist() for row, m in zip(ids.cpu(), mask.cpu())]  # as the env encoded them
         for index, tokens in zip(indices, out):
             records.append(_replay(env, index, tokens))
     summary = _summarize(records)
     if perplexity and records:
         same = base_model is None or (isinstance(model, str) and base_model == model)  # reuse the loaded model
-        summary["perplexity"] = _perplexity(lm if same else base_model, tokenizer, records, lm.device)
+        summary["perplexity"] = _perplexity(lm if same else base_model, tokenizer, records, prompt_ids, lm.device)
     return EvalResult(env_id, split, summary, records, time.perf_counter() - start)
 
 
-def _perplexity(judge: Any, tokenizer: Any, records: list[dict[str, Any]], device: Any) -> float:
-    """Perplexity of the records' generations given their prompts under ``judge`` (name or loaded LM)."""
+def _perplexity(judge: Any, tokenizer: Any, records: list[dict[str, Any]], prompt_ids: list[list[int]],
+                device: Any) -> float:
+    """Perplexity of the records' generations given their prompts under ``judge`` (name or loaded LM).
+
+    A judge that shares the env's vocabulary is given the env's own prompt ids, so text from the data
+    that looks like a control token stays text; another tokenizer gets the prompt text.
+    """
     from textgym.models import load_causal_lm, load_tokenizer
     from textgym.perplexity import generation_perplexity
 
+    env_tokenizer = tokenizer
     if isinstance(judge, (str, os.PathLike)):
         judge, tokenizer = load_causal_lm(judge).to(device).eval(), load_tokenizer(judge)
-    scores = generation_perplexity(judge, tokenizer, [r["prompt_text"] for r in records],
-                                   [r["generation"] for r in records])
+    same_vocab = tokenizer is env_tokenizer or tokenizer.get_vocab() == env_tokenizer.get_vocab()
+    prompts = prompt_ids if same_vocab else [r["prompt_text"] for r in records]
+    scores = generation_perplexity(judge, tokenizer, prompts, [r["generation"] for r in records])
     return scores["perplexity"]
 
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 def generation_perplexity(
     lm: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[str | Sequence[int]],
     generations: Sequence[str],
     *,
     batch_size: int = 16,
@@ -26,7 +26,10 @@ def generation_perplexity(
     Args:
         lm: A Hugging Face causal LM (already on its device).
         tokenizer: The tokenizer of ``lm``.
-        prompts: Prompt texts as the model saw them (``info["prompt_text"]``).
+        prompts: The prompts as the model saw them: token ids in ``tokenizer``'s vocabulary (exact:
+            control tokens stay control, data text stays text), or texts (``info["prompt_text"]``,
+            re-tokenized: for a judge with another tokenizer; text that merely looks like a control
+            token then becomes one).
         generations: The generated texts.
         batch_size: Texts per forward pass.
 
@@ -41,7 +44,8 @@ def generation_perplexity(
         raise ValueError(f"got {len(prompts)} prompts but {len(generations)} generations")
     pairs = []
     for prompt, text in zip(prompts, generations):
-        p_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        p_ids = (list(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if isinstance(prompt, str)
+                 else [int(i) for i in prompt])
         full = p_ids + encode_text(tokenizer, text)  # generated text is data, never control tokens
         if len(full) > len(p_ids):
             pairs.append((full, len(p_ids)))
