@@ -33,7 +33,7 @@ def needs(available: bool, what: str, install: str) -> None:
     message = f"needs {what}: {install}"
     if os.environ.get(STRICT_SKIPS, "") not in ("", "0"):
         pytest.fail(f"{message} (${STRICT_SKIPS} is set, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
 
 
 def _require(path: Path) -> Path:

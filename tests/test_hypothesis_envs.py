@@ -4,11 +4,14 @@ single env and the vector env agree step for step."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import numpy as np
 import pytest
+from conftest import needs
 from gymnasium.error import ResetNeeded
 
-pytest.importorskip("hypothesis", reason="the property tests need hypothesis: pip install -e '.[dev]'")
+needs(find_spec("hypothesis") is not None, "hypothesis", "pip install -e '.[dev]'")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from tiny import tiny_env, tiny_tokenizer

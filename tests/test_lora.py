@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
 import torch as th
+from conftest import needs
 from tiny import tiny_env, tiny_llama_config, tiny_tokenizer
 
 from agents import PPO
@@ -16,7 +18,7 @@ from agents.lora import check_lora
 from agents.rollout import evaluate_episodes, generate_episodes, reference_log_probs
 from textgym.vector import TokenVecEnv
 
-pytest.importorskip("peft", reason="LoRA tests need peft: pip install 'textgym[lora]'")
+needs(find_spec("peft") is not None, "peft", "pip install 'textgym[lora]'")
 
 LORA = dict(r=4, alpha=8)
 
