@@ -139,9 +139,7 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
         FileNotFoundError: ``config.init`` is not a checkpoint folder.
     """
     start = time.perf_counter()
-    if config.env.id not in gym.registry:
-        known = [e.env_id for e in textgym.ENVS]
-        raise ValueError(f"unknown env id {config.env.id!r}; registered textgym ids: {known}")
+    textgym.check_env_id(config.env.id)
     init = str(check_checkpoint(config.init)) if config.init else None
     out = check_writable_dir(config.run_dir(), "out")  # before any model is loaded
     (out / "curve.jsonl").unlink(missing_ok=True)

@@ -58,12 +58,6 @@ def _env_class(entry_point: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _check_env_id(env_id: str) -> None:
-    from textgym import check_env_id
-
-    check_env_id(env_id)
-
-
 # --- eval ----------------------------------------------------------------------------------
 def _eval_model(args: argparse.Namespace) -> tuple[str, str]:
     """(model to evaluate, base model for perplexity) from --checkpoint / --model / --base-model."""
@@ -101,7 +95,9 @@ def eval_metrics(env_id: str, extra: Sequence[str] | None = None) -> list[str]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from textgym.evaluation import evaluate
 
-    _check_env_id(args.env)
+    from textgym import check_env_id
+
+    check_env_id(args.env)
     model, base_model = _eval_model(args)
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{_slug(model)}-{_slug(args.env)}-{args.split}.json"
     check_writable_file(out, "--out")  # before the evaluation runs, not after
