@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch as th
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from agents.buffers import EpisodeBatch
 from agents.policies import TransformerPolicy, position_ids
 
 # Called once per lockstep step of the N envs with SB3's per-step locals; False stops the rollout.
 StepHook = Callable[[dict[str, Any]], bool]
+
+# transformers 5.2x renamed the KV cache argument and output `past_key_values` -> `cache` (the old
+# name warns, and goes in 5.40); older releases only know `past_key_values`.
+_CACHE = "cache" if "cache" in {f.name for f in fields(BaseModelOutputWithPast)} else "past_key_values"
 
 
 class StepObservations(Mapping):
@@ -88,7 +94,7 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
     mask = prompt_mask
     with policy.autocast():
         out = trunk(input_ids=prompt_ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
-    hidden, cache = out.last_hidden_state[:, -1], out.past_key_values  # (N, H)
+    hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]  # (N, H)
     next_position = mask.sum(-1, keepdim=True)  # (N, 1)
     infos: list[dict] = []
     for t in range(horizon):
@@ -118,8 +124,8 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
         mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
         with policy.autocast():
             out = trunk(input_ids=tokens[:, t : t + 1], attention_mask=mask, position_ids=next_position,
-                        past_key_values=cache, use_cache=True)
-        hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+                        use_cache=True, **{_CACHE: cache})
+        hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]
         next_position = next_position + 1
     batch = EpisodeBatch(prompt_ids, prompt_mask, tokens, step_mask, env_rewards, infos=infos)
     batch.log_probs, batch.values = log_probs * step_mask, values * step_mask
