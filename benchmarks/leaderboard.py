@@ -184,8 +184,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     path = render(Path(args.records), Path(args.out), Path(args.plots))
     print(f"wrote {path}")
-    if args.readme and update_readme(Path(args.records), Path(args.readme)):
-        print(f"updated the quick-suite results in {args.readme}")
+    if args.readme:
+        suites = update_readme(Path(args.records), Path(args.readme))
+        print(f"updated the results of suite(s) {', '.join(suites)} in {args.readme}" if suites
+              else f"{args.readme} has no <!-- leaderboard:SUITE --> block for these records")
     return 0
 
 
@@ -218,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", action="store_true", help="run again runs whose records already exist")
     run.set_defaults(func=_cmd_run)
     ren = sub.add_parser("render", parents=[common], help="LEADERBOARD.md and plots from the records")
-    ren.add_argument("--readme", default=None, help="also refresh the quick-suite block of this README")
+    ren.add_argument("--readme", default=None, help="also refresh the <!-- leaderboard:SUITE --> blocks of this README")
     ren.set_defaults(func=_cmd_render)
     merge = sub.add_parser("merge", parents=[common], help="copy records from other machines in")
     merge.add_argument("sources", nargs="+", help="record files or folders")

@@ -48,13 +48,14 @@ def _method_rows(records: list[Record]) -> list[tuple[str, list[Record]]]:
 
 def table(records: list[Record]) -> list[str]:
     columns = [c for c in COLUMNS if any(c in r["test_metrics"] for r in records)]
-    header = ["method", "seeds", *columns, "train s", "rollout tok/s"]
+    header = ["method", "seeds", *columns, "train s", "wall s", "rollout tok/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, group in _method_rows(records):
         cells = [label, str(len({r["seed"] for r in group}))]
         cells += [mean_std([r["test_metrics"].get(c) for r in group], 1 if c in ("mean_tokens", "perplexity") else 3)
                   for c in columns]
         cells.append(mean_std([r.get("train_seconds") for r in group], 0))
+        cells.append(mean_std([r.get("wall_seconds") for r in group], 0))
         cells.append(mean_std([r.get("rollout_tokens_per_s") for r in group], 1))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -96,7 +97,7 @@ def render(records_dir: Path, out: Path, plots_dir: Path) -> Path:
              "seeds; `perplexity` is that of the outputs under the base model; `repetition` is the mean share "
              "of an output's word trigrams that repeat an earlier one in it; `sentiment` is IMDB-v0's "
              "positive-sentiment probability; `train s` is training time "
-             "without evaluation; `rollout tok/s` is generated tokens per second of the rollout phase (sampling "
+             "without evaluation, `wall s` the whole run with its evaluation; `rollout tok/s` is generated tokens per second of the rollout phase (sampling "
              "plus the reference and value passes). Records "
              "whose metric signature differs are listed apart, never averaged together.", ""]
     if not records:
@@ -130,26 +131,35 @@ def render(records_dir: Path, out: Path, plots_dir: Path) -> Path:
     return out
 
 
-README_START, README_END = "<!-- leaderboard:quick -->", "<!-- /leaderboard:quick -->"
+def readme_markers(suite: str) -> tuple[str, str]:
+    """The comment lines around a suite's block in a README: ``<!-- leaderboard:NAME -->`` ... ``<!-- /leaderboard:NAME -->``."""
+    return f"<!-- leaderboard:{suite} -->", f"<!-- /leaderboard:{suite} -->"
 
 
-def update_readme(records_dir: Path, readme: Path, suite: str = "quick", plots_prefix: str = "benchmarks/plots") -> bool:
-    """Replace the block between the ``<!-- leaderboard:quick -->`` markers of ``readme`` with the suite's tables.
+def update_readme(records_dir: Path, readme: Path, plots_prefix: str = "benchmarks/plots") -> list[str]:
+    """Replace each suite's block between its :func:`readme_markers` in ``readme`` with that suite's tables.
 
-    Returns False (and changes nothing) when the markers are absent.
+    Returns the suites whose blocks were replaced (empty, and nothing written, when no markers match).
     """
     text = Path(readme).read_text()
-    if README_START not in text or README_END not in text:
-        return False
-    records = [r for r in load_records(records_dir) if r["suite"] == suite]
-    lines = []
-    for task in sorted({r["task"] for r in records}):
-        group = [r for r in records if r["task"] == task]
-        signature = Counter(r["metric_signature"] for r in group).most_common(1)[0][0]
-        group = [r for r in group if r["metric_signature"] == signature]
-        lines += [f"**{task}** (test split; `{signature}`)", "", *table(group), "",
-                  f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
-    head, _, rest = text.partition(README_START)
-    _, _, tail = rest.partition(README_END)
-    Path(readme).write_text(head + README_START + "\n" + "\n".join(lines) + README_END + tail)
-    return True
+    records = load_records(records_dir) if Path(records_dir).exists() else []
+    updated = []
+    for suite in sorted({r["suite"] for r in records}):
+        start, end = readme_markers(suite)
+        if start not in text or end not in text:
+            continue
+        lines = []
+        suite_records = [r for r in records if r["suite"] == suite]
+        for task in sorted({r["task"] for r in suite_records}):
+            group = [r for r in suite_records if r["task"] == task]
+            signature = Counter(r["metric_signature"] for r in group).most_common(1)[0][0]
+            group = [r for r in group if r["metric_signature"] == signature]
+            lines += [f"**{task}** (`{signature}`)", "", *table(group), "",
+                      f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        text = head + start + "\n" + "\n".join(lines) + end + tail
+        updated.append(suite)
+    if updated:
+        Path(readme).write_text(text)
+    return updated

@@ -67,17 +67,23 @@ def test_render_means_stds_and_keeps_other_signatures_apart(tmp_path):
     assert "![learning curves](plots/s__Generation-v0.png)" in text
 
 
-def test_readme_block_is_replaced_between_markers_only(tmp_path):
+def test_readme_blocks_are_replaced_between_each_suites_markers_only(tmp_path):
     records = tmp_path / "records"
     write_record({**fake_record(), "suite": "quick"}, records)
+    write_record({**fake_record(), "suite": "cpu", "run_id": "cpu-run", "task": "textgym/IMDB-v0"}, records)
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- leaderboard:quick -->\nold table\n<!-- /leaderboard:quick -->\nend\n")
-    assert update_readme(records, readme)
+    readme.write_text("intro\n<!-- leaderboard:quick -->\nold table\n<!-- /leaderboard:quick -->\nmiddle\n"
+                      "<!-- leaderboard:cpu -->\nold cpu\n<!-- /leaderboard:cpu -->\nend\n")
+    assert update_readme(records, readme) == ["cpu", "quick"]
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("<!-- /leaderboard:quick -->\nend\n") and "old table" not in text
-    assert "| ppo | 1 | 0.100 |" in text and "plots/quick__Generation-v0.png" in text
+    assert text.startswith("intro\n") and text.endswith("<!-- /leaderboard:cpu -->\nend\n")
+    assert "old table" not in text and "old cpu" not in text and "\nmiddle\n" in text
+    quick, cpu = text.split("middle")
+    assert "| ppo | 1 | 0.100 |" in quick and "plots/quick__Generation-v0.png" in quick and "IMDB" not in quick
+    assert "**textgym/IMDB-v0**" in cpu and "plots/cpu__IMDB-v0.png" in cpu and "Generation" not in cpu
     (tmp_path / "plain.md").write_text("no markers")
-    assert not update_readme(records, tmp_path / "plain.md")
+    assert update_readme(records, tmp_path / "plain.md") == []
+    assert (tmp_path / "plain.md").read_text() == "no markers"
 
 
 def test_record_config_ignores_paths_and_sections_the_method_does_not_read():
