@@ -116,6 +116,29 @@ def test_every_evaluation_carries_the_quality_guards(tiny_model):
                                         progress=False, max_new_tokens=4, perplexity=False).metrics
 
 
+def test_perplexity_scores_only_the_generation_with_the_head_on_those_positions():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from textgym.perplexity import generation_perplexity
+    from tiny import tiny_llama_config, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(**tiny_llama_config(len(tok)))).eval()
+    prompts, texts = ["say good cat dog sun rain :", "say bad :"], ["good good", "cat"]
+    nll, n = 0.0, 0
+    for prompt, text in zip(prompts, texts):  # by hand: full logits, one text at a time
+        p_ids, g_ids = tok(prompt)["input_ids"], tok(text)["input_ids"]
+        with torch.no_grad():
+            log_probs = lm(input_ids=torch.tensor([p_ids + g_ids])).logits[0].log_softmax(-1)
+        nll -= sum(float(log_probs[len(p_ids) - 1 + k, t]) for k, t in enumerate(g_ids))
+        n += len(g_ids)
+    result = generation_perplexity(lm, tok, prompts, texts, batch_size=2)
+    assert result["scored_tokens"] == n == 3
+    assert result["nll_per_token"] == pytest.approx(nll / n, abs=1e-5)
+
+
 # --------------------------------------------------------------------------- the packaged sentiment model
 def test_imdb_v0_works_with_a_fresh_cache(tmp_path, monkeypatch, smollm_tokenizer, data_dir):
     monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path / "empty"))
