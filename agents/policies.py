@@ -12,6 +12,7 @@ from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
+from agents.logprobs import action_log_probs
 from agents.lora import add_lora, check_lora, merged_lm
 from textgym.models import default_model, load_causal_lm, load_tokenizer
 
@@ -64,6 +65,16 @@ def position_ids(mask: th.Tensor) -> th.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def padding_columns(mask: th.Tensor) -> int:
+    """How many leading columns of a left-padded batch are padding in every row. ``(B, L) -> int``.
+
+    They can be sliced off before a forward pass without changing any result, since positions come
+    from the mask (:func:`position_ids`) and masked keys get no attention. 0 when no row attends to
+    anything (nothing is dropped).
+    """
+    return int(mask.bool().any(0).int().argmax())  # argmax: the first column some row attends to
+
+
 def hidden_at_last_token(trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tensor:
     """Run a transformer trunk on token observations; final hidden state at each row's last token.
 
@@ -73,9 +84,10 @@ def hidden_at_last_token(trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tens
     mask = obs["attention_mask"].long()
     last = last_positions(mask)  # (B,)
     width = int(last.max()) + 1  # nothing after the last token can influence it (causal)
-    ids, mask = ids[:, :width], mask[:, :width]
+    start = padding_columns(mask[:, :width])
+    ids, mask = ids[:, start:width], mask[:, start:width]
     hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state  # (B, W, H)
-    return hidden[th.arange(ids.shape[0], device=ids.device), last]
+    return hidden[th.arange(ids.shape[0], device=ids.device), last - start]
 
 
 class TransformerPolicy(ActorCriticPolicy):
@@ -327,8 +339,7 @@ class TransformerPolicy(ActorCriticPolicy):
         """
         with self.autocast():
             logits = reference.get_output_embeddings()(hidden)[..., : self.n_actions]
-        log_softmax = th.log_softmax(sampling_logits(logits, self.temperature, None, None), dim=-1)
-        return log_softmax.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return action_log_probs(sampling_logits(logits, self.temperature, None, None), actions)
 
     def logits_from_hidden(self, hidden: th.Tensor) -> th.Tensor:
         """LM-head logits over the env's tokens, with the sampling controls. ``(..., H) -> (..., V)``."""

@@ -12,7 +12,8 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from agents.buffers import EpisodeBatch
-from agents.policies import TransformerPolicy, position_ids
+from agents.logprobs import log_probs_and_entropy
+from agents.policies import TransformerPolicy, padding_columns, position_ids
 
 # Called once per lockstep step of the N envs with SB3's per-step locals; False stops the rollout.
 StepHook = Callable[[dict[str, Any]], bool]
@@ -65,11 +66,12 @@ def _step_infos(venv: Any, final_infos: dict[int, dict], returns: np.ndarray, le
 def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | None = None) -> EpisodeBatch | None:
     """Run one episode in each of the ``N`` envs of a TokenVecEnv, all in lockstep.
 
-    One prefill forward of the prompts, then one forward of ``N`` new tokens per step with a KV
-    cache. Envs that finished early keep receiving pad tokens (ignored by the env) until all are
-    done. The log-prob of each action and the value of each state are recorded from the logits
-    and hidden states the sampling computes anyway (no second pass); with a separate critic trunk
-    the values are filled in afterwards by :func:`critic_values`.
+    One prefill forward of the prompts (without the columns that are padding in every row), then
+    one forward of ``N`` new tokens per step with a KV cache. Envs that finished early keep
+    receiving pad tokens (ignored by the env) until all are done. The log-prob of each action and
+    the value of each state are recorded from the logits and hidden states the sampling computes
+    anyway (no second pass); with a separate critic trunk the values are filled in afterwards by
+    :func:`critic_values`.
 
     Args:
         policy: The policy that samples.
@@ -91,9 +93,10 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
     returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
     shared_critic = policy.critic_trunk is None
     trunk = policy.lm.base_model
-    mask = prompt_mask
+    start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
+    mask = prompt_mask[:, start:]
     with policy.autocast():
-        out = trunk(input_ids=prompt_ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
+        out = trunk(input_ids=prompt_ids[:, start:], attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
     hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]  # (N, H)
     next_position = mask.sum(-1, keepdim=True)  # (N, 1)
     infos: list[dict] = []
@@ -135,13 +138,15 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
 def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
     """Hidden state before each action, from one teacher-forced pass. ``-> (e, T, H)``.
 
-    The state before action ``t`` is the prompt plus actions ``< t``: position ``P - 1 + t``.
+    The state before action ``t`` is the prompt plus actions ``< t``: position ``P - 1 + t``. Prompt
+    columns that are padding in every row of ``rows`` are left out of the pass (same results).
     """
     ids, mask = batch.sequences(rows)
     prompt_len = batch.prompt_ids.shape[1]
-    ids, mask = ids[:, :-1], mask[:, :-1]  # the last action is never an input
+    start = padding_columns(mask[:, :prompt_len])
+    ids, mask = ids[:, start:-1], mask[:, start:-1]  # the last action is never an input
     hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
-    return hidden[:, prompt_len - 1 :]
+    return hidden[:, prompt_len - start - 1 :]
 
 
 def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)):
@@ -150,9 +155,7 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
         actor = step_hidden(policy.lm.base_model, batch, rows)  # (e, T, H)
         critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)
     logits = policy.logits_from_hidden(actor)  # (e, T, V)
-    log_softmax = th.log_softmax(logits, dim=-1)
-    log_probs = log_softmax.gather(-1, batch.tokens[rows].unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_softmax.exp() * log_softmax).sum(-1)
+    log_probs, entropy = log_probs_and_entropy(logits, batch.tokens[rows])  # keeps only the logits for backward
     return log_probs, policy.values_from_hidden(critic).squeeze(-1), entropy
 
 

@@ -203,3 +203,52 @@ def test_stock_path_only_when_asked():
     assert not model.uses_fast_path()
     with pytest.raises(ValueError, match="n_envs and env_kwargs apply only when env is an id"):
         PPO("TransformerPolicy", tiny_env(tok), n_envs=4, **kwargs)
+
+
+def test_dropping_all_padding_prompt_columns_changes_no_result(monkeypatch):
+    """Uneven prompts: the rollout and every teacher-forced pass, with the prompt columns that are
+    padding in every row dropped, give what full-width passes give (positions come from the mask)."""
+    import agents.rollout as rollout
+    from textgym.core import TextEnv
+    from textgym.data.base import Sample
+
+    tok = tiny_tokenizer()
+    sources = ["say good", "say bad cat", "say sun rain red", "say big small run sit dog"]  # 3 to 7 tokens of 12
+    env = TextEnv([Sample(f"s{i}", s, ("good good",)) for i, s in enumerate(sources)], tok, max_prompt_length=12,
+                  max_new_tokens=4, prompt_template="{source} :", reward="rouge1")
+    venv = TokenVecEnv(env, 4, device="cpu")
+    reset_all = venv.reset_all
+    venv.reset_all = lambda: reset_all(seed=0)  # both rollouts start from the same prompts, of 5, 3, 7, 7 tokens
+    model = PPO("TransformerPolicy", venv, seed=0, kl_coef=0.1, policy_kwargs=dict(
+        model_name=None, model_config=tiny_llama_config(len(tok)), temperature=0.9, top_k=8, separate_critic=True))
+    policy = model.policy
+    th.nn.init.normal_(policy.value_head.weight)  # a non-zero critic
+    widths = []
+    policy.lm.base_model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+
+    def run(trim: bool):
+        if not trim:
+            monkeypatch.setattr(rollout, "padding_columns", lambda mask: 0)
+        th.manual_seed(5)
+        widths.clear()
+        batch = generate_episodes(policy, venv)
+        prefill = widths[0]
+        rows = th.tensor([1, 0])  # a minibatch whose own padding differs from the whole batch's
+        with th.no_grad():
+            out = [*evaluate_episodes(policy, batch), *evaluate_episodes(policy, batch, rows),
+                   reference_log_probs(policy, batch), reference_log_probs(policy, batch, rows),
+                   rollout.critic_values(policy, batch, rows)]
+        monkeypatch.undo()
+        return batch, prefill, out
+
+    trimmed, prefill, got = run(True)
+    full, full_prefill, expected = run(False)
+    lengths = trimmed.prompt_mask.sum(-1)
+    assert len(set(lengths.tolist())) > 1 and full_prefill == 12 and prefill == int(lengths.max()) < 12
+    assert trimmed.prompt_ids.shape == full.prompt_ids.shape == (4, 12)  # the batch keeps the env's width
+    th.testing.assert_close(trimmed.tokens, full.tokens, atol=0, rtol=0)
+    th.testing.assert_close(trimmed.log_probs, full.log_probs, atol=1e-5, rtol=1e-4)
+    th.testing.assert_close(trimmed.values, full.values, atol=1e-5, rtol=1e-4)
+    for a, b in zip(got, expected):
+        th.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
