@@ -78,8 +78,12 @@ def _read_curve(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False) -> list[Record]:
-    """Run a job's runs in order (an sft+ppo run starts from the job's sft checkpoint); returns the records."""
+def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False,
+                on_record: Callable[[Record], None] | None = None) -> list[Record]:
+    """Run a job's runs in order (an sft+ppo run starts from the job's sft checkpoint); returns the records.
+
+    ``on_record`` gets each record as soon as its run ends, so an interrupted job keeps its finished runs.
+    """
     import shutil
 
     records, init = [], None
@@ -88,6 +92,8 @@ def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False) -> list
         record, checkpoint = execute_run(spec, root, init if spec.method == "sft+ppo" else None)
         if spec.record:
             records.append(record)
+            if on_record is not None:
+                on_record(record)
         if spec.method == "sft":
             init = checkpoint
     if not keep_checkpoints:
@@ -98,10 +104,10 @@ def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False) -> list
 
 def run_local(jobs: Sequence[Job], work_dir: Path, on_records: Callable[[list[Record]], None],
               keep_checkpoints: bool = False) -> None:
-    """One job after another in this process."""
+    """One job after another in this process; each record is passed on as soon as its run ends."""
     for k, job in enumerate(jobs, 1):
         print(f"[{k}/{len(jobs)}] {job.name}", flush=True)
-        on_records(execute_job(job, str(work_dir), keep_checkpoints))
+        execute_job(job, str(work_dir), keep_checkpoints, on_record=lambda record: on_records([record]))
 
 
 def run_ray(jobs: Sequence[Job], work_dir: Path, on_records: Callable[[list[Record]], None],

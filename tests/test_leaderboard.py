@@ -253,3 +253,23 @@ def test_ray_executor_on_a_local_instance(tiny_model, tmp_path):
         ray.shutdown()
     assert len(written) == 1  # the helper sft run is not recorded
     _check_records(tmp_path / "r", ["sft+ppo"])
+
+
+def test_a_job_passes_on_each_record_when_its_run_ends(tmp_path, monkeypatch):
+    """sft then sft+ppo: the sft record is saved before sft+ppo starts, so an interrupted job keeps it."""
+    from leaderboard_suite import Job, RunSpec
+
+    job = Job([RunSpec("s", "textgym/Generation-v0", "sft", 0, {}), RunSpec("s", "textgym/Generation-v0", "sft+ppo", 0, {})])
+    saved, inits = [], []
+
+    def fake_run(spec, root, init=None):
+        inits.append(init)
+        if spec.method == "sft+ppo":
+            assert [r["method"] for r in saved] == ["sft"]  # already passed on
+            raise KeyboardInterrupt
+        return {"method": spec.method}, str(root / "sft-final")
+
+    monkeypatch.setattr(leaderboard, "execute_run", fake_run)
+    with pytest.raises(KeyboardInterrupt):
+        leaderboard.run_local([job], tmp_path, saved.extend)
+    assert saved == [{"method": "sft"}] and inits == [None, str(tmp_path / "sft-final")]
