@@ -8,6 +8,7 @@ the adapters and the value head are trained, optimised and saved.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 from torch import nn
@@ -72,7 +73,11 @@ def add_lora(lm: nn.Module, lora: dict[str, Any]) -> Any:
     config = peft.LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], target_modules=lora["target_modules"],
                              lora_dropout=lora["dropout"], bias="none", task_type="CAUSAL_LM")
     try:
-        return peft.get_peft_model(lm, config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning in
+            # transformers 5); a user cannot act on it, so it is not shown on every LoRA run
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return peft.get_peft_model(lm, config)
     except ValueError as exc:  # e.g. no default target modules for this architecture
         raise ValueError(f"cannot add LoRA adapters to this model: {exc}; set lora target_modules, "
                          "e.g. ['q_proj', 'v_proj'] or 'all-linear'") from exc
