@@ -19,6 +19,7 @@ import torch as th
 
 from agents.config import SFTConfig
 from agents.policies import position_ids
+from textgym.perplexity import scored_logits
 from textgym.prompts import encode_text
 
 
@@ -68,11 +69,12 @@ def collate(examples: list[Example], pad_id: int, device: th.device) -> dict[str
 def token_nll(lm: th.nn.Module, batch: dict[str, th.Tensor]) -> tuple[th.Tensor, int]:
     """Summed next-token NLL over the labelled positions, and their count. Positions follow the mask."""
     mask = batch["attention_mask"]
-    logits = lm(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids(mask)).logits  # (B, T, V)
     labels = batch["labels"][:, 1:]  # (B, T-1): token t is predicted at t-1
-    nll = th.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
-                                         ignore_index=-100, reduction="sum")
-    return nll, int((labels != -100).sum())
+    scored = labels != -100
+    # the LM head only where a target token is predicted, not over the prompt
+    logits = scored_logits(lm, batch["input_ids"], mask, scored, position_ids=position_ids(mask))  # (n, V)
+    nll = th.nn.functional.cross_entropy(logits.float(), labels[scored], reduction="sum")
+    return nll, int(scored.sum())
 
 
 def train_sft(

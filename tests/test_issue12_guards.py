@@ -139,6 +139,31 @@ def test_perplexity_scores_only_the_generation_with_the_head_on_those_positions(
     assert result["nll_per_token"] == pytest.approx(nll / n, abs=1e-5)
 
 
+def test_sft_loss_with_the_head_on_target_positions_only_matches_full_logits():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from agents.policies import position_ids
+    from agents.sft import Example, collate, token_nll
+    from tiny import tiny_llama_config
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(**tiny_llama_config(64)))
+    batch = collate([Example([5, 6, 7, 8], [9, 10]), Example([11, 12], [13, 14, 15])], pad_id=0,
+                    device=torch.device("cpu"))
+    nll, count = token_nll(lm, batch)
+    grads = torch.autograd.grad(nll, [lm.model.layers[0].self_attn.q_proj.weight, lm.lm_head.weight])
+    mask = batch["attention_mask"]  # by hand: full (B, T, V) logits and the ignore index
+    logits = lm(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids(mask)).logits
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+                                                 ignore_index=-100, reduction="sum")
+    expected_grads = torch.autograd.grad(expected, [lm.model.layers[0].self_attn.q_proj.weight, lm.lm_head.weight])
+    assert count == 5
+    assert float(nll) == pytest.approx(float(expected), rel=1e-5)
+    for got, want in zip(grads, expected_grads):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
 # --------------------------------------------------------------------------- the packaged sentiment model
 def test_imdb_v0_works_with_a_fresh_cache(tmp_path, monkeypatch, smollm_tokenizer, data_dir):
     monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path / "empty"))

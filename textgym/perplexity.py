@@ -65,22 +65,24 @@ def generation_perplexity(
         target = labels[:, 1:].to(device)
         scored = target != -100  # (B, T-1)
         with torch.no_grad():
-            logits = _scored_logits(lm, ids.to(device), mask.to(device), scored)  # (n, V)
+            logits = scored_logits(lm, ids.to(device), mask.to(device), scored)  # (n, V)
         total += float(torch.nn.functional.cross_entropy(logits.float(), target[scored], reduction="sum"))
         count += int(scored.sum())
     nll = total / count if count else float("nan")
     return {"perplexity": math.exp(nll) if count else float("nan"), "nll_per_token": nll, "scored_tokens": float(count)}
 
 
-def _scored_logits(lm: Any, ids: Any, mask: Any, scored: Any) -> Any:
+def scored_logits(lm: Any, ids: Any, mask: Any, scored: Any, **forward_kwargs: Any) -> Any:
     """Logits at the positions that predict a scored token: ``(B, T), (B, T), (B, T-1) -> (n, V)``.
 
     The LM head runs on those positions only: over a long prompt (a 400-token dialogue before a
-    48-token summary) the full ``(B, T, V)`` logits would be most of the memory and a fifth of the time.
+    48-token summary) the full ``(B, T, V)`` logits would be most of the memory and a fifth of the
+    time. Used for perplexity and for the SFT loss (``forward_kwargs``, e.g. ``position_ids``, go to
+    the model).
     """
     head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
     trunk = getattr(lm, "base_model", None)
     if head is None or trunk is None or trunk is lm or getattr(lm.config, "final_logit_softcapping", None):
-        return lm(input_ids=ids, attention_mask=mask).logits[:, :-1][scored]
-    hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]  # (B, T-1, H)
+        return lm(input_ids=ids, attention_mask=mask, **forward_kwargs).logits[:, :-1][scored]
+    hidden = trunk(input_ids=ids, attention_mask=mask, **forward_kwargs).last_hidden_state[:, :-1]  # (B, T-1, H)
     return head(hidden[scored])
