@@ -2,57 +2,44 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch as th
 from stable_baselines3 import A2C as SB3A2C
-from stable_baselines3.common.utils import explained_variance
 
-from agents.base import TextAlgorithmMixin
-from agents.config import A2CConfig
+from agents.base import TextAlgorithm
+from agents.buffers import EpisodeBatch
 from agents.losses import a2c_loss
 from agents.policies import TransformerPolicy
-from agents.rollout import evaluate_episodes
+from agents.settings import OnPolicyConfig, ranged
 
 
-class A2C(TextAlgorithmMixin, SB3A2C):
+@dataclass
+class A2CConfig(OnPolicyConfig):
+    """agents.A2C hyperparameters (SB3 names)."""
+
+    n_steps: int = ranged(16, 1)
+
+
+class A2C(TextAlgorithm, SB3A2C):
     """SB3's A2C with a KL penalty against the frozen initial policy.
 
     Same API as ``stable_baselines3.A2C`` plus the ``"TransformerPolicy"`` alias and the text
-    arguments of :class:`agents.base.TextAlgorithmMixin`. With a TransformerPolicy, every
-    hyperparameter not given defaults to :class:`agents.config.A2CConfig` (what ``textgym train``
-    uses: ``learning_rate=1e-5``, ``n_steps=16``, ``gamma=1.0``, ``vf_coef=0.1``, ...) and the
-    optimizer is the policy's AdamW (SB3's RMSprop default is for Atari).
+    arguments of :class:`agents.base.TextAlgorithm`. Every hyperparameter not given defaults to
+    :class:`A2CConfig` (what ``textgym train`` uses: ``learning_rate=1e-5``, ``n_steps=16``,
+    ``gamma=1.0``, ``vf_coef=0.1``, ...) and the optimizer is the policy's AdamW (SB3's RMSprop
+    default is for Atari). One gradient step per rollout, over all its episodes.
     """
 
     config_class = A2CConfig
+    sb3_defaults: ClassVar[dict[str, Any]] = {"use_rms_prop": False}
     policy_aliases: ClassVar[dict[str, type]] = {**SB3A2C.policy_aliases, "TransformerPolicy": TransformerPolicy}
 
-    def __init__(self, *args, **kwargs) -> None:
-        if self._is_text_policy_class(kwargs.get("policy", args[0] if args else None)):
-            kwargs.setdefault("use_rms_prop", False)
-        super().__init__(*args, **kwargs)
-
-    def train_episodes(self) -> None:
-        """One A2C gradient step over all episodes (one teacher-forced forward)."""
-        self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
-        batch = self.rollout_buffer.episodes
-        log_probs, values, entropy = evaluate_episodes(self.policy, batch)
-        parts = a2c_loss(log_probs.float(), batch.advantages, values.float(), batch.returns, entropy.float(),
-                         batch.step_mask, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
-                         normalize_advantage=self.normalize_advantage)
-        self.policy.optimizer.zero_grad()
-        parts.loss.backward()
-        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-        self.policy.optimizer.step()
-        self.policy.entropy_sum -= float(parts.entropy_loss.detach()) * batch.num_steps
-        self.policy.entropy_count += batch.num_steps
-        self._n_updates += 1
-        mask = batch.step_mask
-        self.logger.record("train/explained_variance",
-                           explained_variance(batch.values[mask].cpu().numpy(), batch.returns[mask].cpu().numpy()))
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/policy_loss", float(parts.policy_loss.detach()))
-        self.logger.record("train/value_loss", float(parts.value_loss.detach()))
-        self.logger.record("train/entropy_loss", float(parts.entropy_loss.detach()))
+    def episode_loss(self, batch: EpisodeBatch, log_probs: th.Tensor, values: th.Tensor,
+                     entropy: th.Tensor) -> tuple[th.Tensor, dict[str, Any]]:
+        """SB3's A2C loss (policy gradient, value, entropy), averaged over the episodes' steps."""
+        parts = a2c_loss(log_probs, batch.advantages, values, batch.returns, entropy, batch.step_mask,
+                         ent_coef=self.ent_coef, vf_coef=self.vf_coef, normalize_advantage=self.normalize_advantage)
+        logs = {"policy_loss": parts.policy_loss, "value_loss": parts.value_loss, "entropy_loss": parts.entropy_loss}
+        return parts.loss, logs

@@ -1,5 +1,7 @@
-"""What agents.PPO and agents.A2C add to SB3: text-sized defaults, a frozen reference, the KL penalty,
-text metrics, and the fast path (whole-episode KV-cache rollouts) as a rollout strategy SB3's loop drives."""
+"""The base every text algorithm extends: text-sized defaults, a frozen reference, the KL penalty, text
+metrics, the fast path (whole-episode KV-cache rollouts) as a rollout strategy SB3's loop drives, and the
+shared update loop. An algorithm adds its loss (:meth:`TextAlgorithm.episode_loss`) and, where it
+differs from GAE, its advantages (:meth:`TextAlgorithm.episode_advantages`)."""
 
 from __future__ import annotations
 
@@ -13,61 +15,40 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
-from agents.buffers import EpisodeRolloutBuffer, KLPenaltyRolloutBuffer
+from agents.buffers import EpisodeBatch, EpisodeRolloutBuffer, KLPenaltyRolloutBuffer, compute_gae
 from agents.checkpoints import check_agent_zip
-from agents.config import check_algo_args
 from agents.envs import make_text_env, wrap_env
-from agents.kl import make_kl_controller
+from agents.kl import KLStats, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
-from agents.rollout import critic_values, generate_episodes, reference_log_probs
+from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
+from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_text_args
 from textgym.io import atomic_file
 from textgym.threads import set_threads
 from textgym.vector import TokenVecEnv
 
-_TEXT_ARGS = ("kl_coef", "kl_target", "kl_horizon")
 
+class TextAlgorithm:
+    """Mixed in before an SB3 on-policy algorithm (``class PPO(TextAlgorithm, stable_baselines3.PPO)``).
 
-class KLStats:
-    """Per-token KL values of one rollout, and their sums per finished episode."""
-
-    def __init__(self, n_envs: int) -> None:
-        self.running = np.zeros(n_envs)
-        self.tokens: list[float] = []
-        self.episodes: list[float] = []
-
-    def add(self, kl: np.ndarray, episode_start: np.ndarray) -> None:
-        for i in np.flatnonzero(episode_start):
-            self.episodes.append(float(self.running[i]))
-            self.running[i] = 0.0
-        self.running += kl
-        self.tokens.extend(kl.tolist())
-
-    def pop(self) -> tuple[float | None, float | None]:
-        """(mean per-token KL, mean per-episode KL) since the last pop; ``None`` where nothing was seen."""
-        tok = float(np.mean(self.tokens)) if self.tokens else None
-        ep = float(np.mean(self.episodes)) if self.episodes else None
-        self.tokens, self.episodes = [], []
-        return tok, ep
-
-
-class TextAlgorithmMixin:
-    """Mixed into SB3's PPO / A2C. The text parts are active only with a :class:`TransformerPolicy`.
-
-    Adds: defaults taken from :attr:`config_class` (the ``textgym train`` config, one source of
+    Adds: defaults taken from :attr:`config_class` (the ``textgym train`` section, one source of
     truth), an env id / TextEnv / DummyVecEnv of TextEnvs turned into the fast path's TokenVecEnv,
     the policy's frozen reference (the initial LM: a frozen copy saved with the policy, or with LoRA
     the same LM with its adapters disabled), the per-token penalty
     ``-kl_coef * (log pi - log pi_ref)`` on every reward (fixed or adaptive ``kl_coef``), and logs of
     ``kl``, ``kl_coef``, ``entropy``, skipped non-finite updates and the env's task metrics.
 
+    The policy must be a :class:`~agents.policies.TransformerPolicy`; for any other policy the plain
+    SB3 algorithm is the right tool, and the error says so.
+
     Args:
-        policy: ``"TransformerPolicy"`` (or the class), or any SB3 policy.
-        env: An env id (``"textgym/CommonGen-v0"``), an env, or a VecEnv. With a TransformerPolicy a
-            TokenVecEnv, a TextEnv or a DummyVecEnv of TextEnvs of one task runs on the fast path.
+        policy: ``"TransformerPolicy"`` (or the class, or a subclass).
+        env: An env id (``"textgym/CommonGen-v0"``), an env, or a VecEnv. A TokenVecEnv, a TextEnv or
+            a DummyVecEnv of TextEnvs of one task runs on the fast path.
         *args: SB3's positional arguments (``learning_rate``, ``n_steps``, ...).
+        config: The algorithm's config dataclass (e.g. ``PPOConfig(n_steps=16)``): its fields are the
+            defaults; keyword arguments given beside it win.
         kl_coef: Weight of the per-token penalty ``log pi - log pi_ref`` subtracted from rewards.
         kl_target: If set, ``kl_coef`` adapts so the per-episode KL tracks this value (Ziegler et
             al. 2019). Not SB3's ``target_kl``, which still stops an update's epochs early.
@@ -80,39 +61,57 @@ class TextAlgorithmMixin:
         **kwargs: Everything the SB3 algorithm accepts.
     """
 
-    config_class: ClassVar[type]  # the textgym train section whose fields are the defaults
+    config_class: ClassVar[type[OnPolicyConfig]]  # the textgym train section whose fields are the defaults
+    sb3_defaults: ClassVar[dict[str, Any]] = {}  # SB3 arguments whose SB3 default does not suit a language model
     policy: Any
 
-    def __init__(self, policy: Any, env: Any, *args: Any, kl_coef: float | None = None, kl_target: float | None = None,
-                 kl_horizon: int = 10_000, n_envs: int = 1, env_kwargs: dict[str, Any] | None = None,
-                 fast_path: bool = True, threads: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, policy: Any, env: Any, *args: Any, config: OnPolicyConfig | None = None,
+                 kl_coef: float | None = None, kl_target: float | None = None, kl_horizon: int = 10_000,
+                 n_envs: int = 1, env_kwargs: dict[str, Any] | None = None, fast_path: bool = True,
+                 threads: int | None = None, **kwargs: Any) -> None:
         sb3_init = super().__init__  # type: ignore[misc]
         names = [p for p in inspect.signature(sb3_init).parameters if p not in ("policy", "env")]
         for name, value in zip(names, args):
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
             kwargs[name] = value
-        text_policy = self._is_text_policy_class(policy)
-        defaults = {f.name: f.default for f in dataclasses.fields(self.config_class)} if text_policy else {}
-        kl_coef = defaults.get("kl_coef", 0.05) if kl_coef is None else kl_coef
-        kl_target = defaults.get("kl_target") if kl_target is None else kl_target
-        for name, value in defaults.items():
-            if name not in _TEXT_ARGS:
+        self._check_policy(policy)
+        if kwargs.get("rollout_buffer_class") is not None:
+            raise ValueError(f"{type(self).__name__} chooses its rollout buffer (episodes on the fast path): "
+                             "rollout_buffer_class cannot be set")
+        defaults = self._defaults(config)
+        kl_coef = defaults.pop("kl_coef") if kl_coef is None else kl_coef
+        kl_target = defaults.pop("kl_target") if kl_target is None else kl_target
+        check_text_args(self.config_class, type(self).__name__, kl_coef=kl_coef, kl_target=kl_target)
+        for name, value in {**self.sb3_defaults, **defaults}.items():
+            if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
         self.fast_path, self.threads = fast_path, threads
-        if text_policy:
-            env = make_text_env(env, n_envs=n_envs, env_kwargs=env_kwargs, fast_path=fast_path,
-                                device=kwargs.get("device", "auto"), seed=kwargs.get("seed"))
-        elif isinstance(env, str) and (n_envs != 1 or env_kwargs):
-            from stable_baselines3.common.env_util import make_vec_env
-
-            env = make_vec_env(env, n_envs=n_envs, seed=kwargs.get("seed"), env_kwargs=env_kwargs)
+        env = make_text_env(env, n_envs=n_envs, env_kwargs=env_kwargs, fast_path=fast_path,
+                            device=kwargs.get("device", "auto"), seed=kwargs.get("seed"))
         with warnings.catch_warnings():
             if isinstance(env, TokenVecEnv):  # SB3's per-step minibatch arithmetic does not apply to episodes
                 warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
             sb3_init(policy, env, **kwargs)
+
+    def _check_policy(self, policy: Any) -> None:
+        cls = self.policy_aliases.get(policy) if isinstance(policy, str) else policy  # type: ignore[attr-defined]
+        if not (isinstance(cls, type) and issubclass(cls, TransformerPolicy)):
+            name = type(self).__name__
+            raise TypeError(
+                f"agents.{name} trains language-model policies: policy must be 'TransformerPolicy' (or a subclass), "
+                f"got {policy!r}. For other policies use stable_baselines3.{name}, which agents.{name} extends "
+                "unchanged.")
+
+    def _defaults(self, config: OnPolicyConfig | None) -> dict[str, Any]:
+        if config is None:
+            config = self.config_class()
+        elif not isinstance(config, self.config_class):
+            raise TypeError(f"config must be a {self.config_class.__name__} for {type(self).__name__}, "
+                            f"got {type(config).__name__}")
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
     @property
     def reference(self) -> th.nn.Module | None:
@@ -123,16 +122,8 @@ class TextAlgorithmMixin:
     def kl_coef(self) -> float:
         return self.kl_controller.value
 
-    def _is_text_policy_class(self, policy: Any) -> bool:
-        if isinstance(policy, str):
-            policy = self.policy_aliases.get(policy)  # type: ignore[attr-defined]
-        return isinstance(policy, type) and issubclass(policy, TransformerPolicy)
-
-    def _is_text_policy(self) -> bool:
-        return self._is_text_policy_class(self.policy_class)  # type: ignore[attr-defined]
-
     @staticmethod
-    def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+    def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> Any:
         return wrap_env(env, verbose, monitor_wrapper)
 
     def uses_fast_path(self) -> bool:
@@ -141,45 +132,41 @@ class TextAlgorithmMixin:
 
     def _setup_model(self) -> None:
         check_algo_args(self)
-        if self._is_text_policy() and self.rollout_buffer_class in (None, EpisodeRolloutBuffer, KLPenaltyRolloutBuffer):
-            self.rollout_buffer_class = EpisodeRolloutBuffer if isinstance(self.env, TokenVecEnv) else KLPenaltyRolloutBuffer
         super()._setup_model()  # type: ignore[misc]
-        if not self._is_text_policy():
-            return
         self.policy.init_reference()  # the initial policy, frozen (with LoRA: adapters disabled)
-        self.kl_stats = KLStats(self.n_envs)
-        if isinstance(self.rollout_buffer, KLPenaltyRolloutBuffer):
-            self.rollout_buffer.penalty = self._kl_penalty
+        self._build_rollout_buffer()
 
-    def set_env(self, env: Any, force_reset: bool = True) -> None:
-        """SB3's ``set_env``; with a TransformerPolicy, TextEnvs are batched for the fast path as in ``__init__``."""
-        if self._is_text_policy() and getattr(self, "fast_path", True):
-            env = make_text_env(env, n_envs=1, env_kwargs=None, fast_path=True, device=self.device, seed=None)
-        super().set_env(env, force_reset)  # type: ignore[misc]
-        if self._is_text_policy() and isinstance(self.env, TokenVecEnv) != self.uses_fast_path():
-            self._rebuild_rollout_buffer()
-
-    def _rebuild_rollout_buffer(self) -> None:
-        """A rollout buffer of the kind the current env needs (as SB3's ``_setup_model`` builds it)."""
-        self.rollout_buffer_class = EpisodeRolloutBuffer if isinstance(self.env, TokenVecEnv) else KLPenaltyRolloutBuffer
+    def _build_rollout_buffer(self) -> None:
+        """The rollout buffer the current env needs: episodes on the fast path, SB3's per-step one with the KL penalty else."""
+        fast = isinstance(self.env, TokenVecEnv)
+        self.rollout_buffer_class = EpisodeRolloutBuffer if fast else KLPenaltyRolloutBuffer
         self.rollout_buffer = self.rollout_buffer_class(
             self.n_steps, self.observation_space, self.action_space, device=self.device, gamma=self.gamma,
             gae_lambda=self.gae_lambda, n_envs=self.n_envs, **self.rollout_buffer_kwargs)
         self.kl_stats = KLStats(self.n_envs)
-        if isinstance(self.rollout_buffer, KLPenaltyRolloutBuffer):
+        if not fast:
             self.rollout_buffer.penalty = self._kl_penalty
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        """SB3's ``set_env``; TextEnvs are batched for the fast path as in ``__init__``."""
+        if getattr(self, "fast_path", True):
+            env = make_text_env(env, n_envs=1, env_kwargs=None, fast_path=True, device=self.device, seed=None)
+        super().set_env(env, force_reset)  # type: ignore[misc]
+        if isinstance(self.env, TokenVecEnv) != self.uses_fast_path():
+            self._build_rollout_buffer()
 
     def learn(self, *args: Any, **kwargs: Any):
         """SB3's ``learn``; on the CPU torch first gets the threads :func:`textgym.threads.choose_threads` picks."""
-        if self._is_text_policy() and self.device.type == "cpu":
+        if self.device.type == "cpu":
             set_threads(self.threads)
         return super().learn(*args, **kwargs)  # type: ignore[misc]
 
     # --- rollouts ------------------------------------------------------------------------
     def _kl_penalty(self, obs: dict, actions: np.ndarray, log_prob: th.Tensor, episode_start: np.ndarray) -> np.ndarray:
+        """The stock path's per-step penalty ``kl_coef * (log pi - log pi_ref)``, one value per env."""
         obs_t = obs_as_tensor(obs, self.device)
         ref = self.policy.reference_log_prob(obs_t, th.as_tensor(actions, device=self.device))
-        kl = (log_prob.detach().float().flatten() - ref.float()).cpu().numpy()  # (n_envs,)
+        kl = token_kl(log_prob.detach().flatten(), ref).cpu().numpy()  # (n_envs,)
         self.kl_stats.add(kl, episode_start)
         return (self.kl_coef * kl).astype(np.float32)
 
@@ -225,25 +212,26 @@ class TextAlgorithmMixin:
 
     @th.no_grad()
     def _score_episodes(self, buffer: EpisodeRolloutBuffer) -> None:
-        """Reference log-probs (one teacher-forced pass per chunk), KL-penalised rewards and GAE."""
+        """Reference log-probs (one teacher-forced pass per chunk), KL-penalised rewards and the advantages."""
         batch = buffer.episodes
         chunks = list(buffer.row_chunks(getattr(self, "batch_size", batch.num_steps)))
-        batch.ref_log_probs = th.cat([reference_log_probs(self.policy, batch, rows).float()
-                                      for rows in chunks])
+        batch.ref_log_probs = th.cat([reference_log_probs(self.policy, batch, rows).float() for rows in chunks])
         if self.policy.critic_trunk is not None:
             batch.values = th.cat([critic_values(self.policy, batch, rows) for rows in chunks]) * batch.step_mask
-        buffer.compute_returns_and_advantage(kl_coef=self.kl_coef)
-        kl = (batch.log_probs - batch.ref_log_probs) * batch.step_mask  # (E, T)
-        self.kl_stats.tokens.extend(kl[batch.step_mask].tolist())
-        self.kl_stats.episodes.extend(kl.sum(-1).tolist())
+        kl = token_kl(batch.log_probs, batch.ref_log_probs, batch.step_mask)  # (E, T)
+        batch.rewards = batch.env_rewards - self.kl_coef * kl
+        batch.advantages, batch.returns = self.episode_advantages(batch)
+        self.kl_stats.add_episodes(kl, batch.step_mask)
+
+    def episode_advantages(self, batch: EpisodeBatch) -> tuple[th.Tensor, th.Tensor]:
+        """``(advantages, returns)``, each ``(E, T)``, of the episodes' KL-penalised ``rewards``: GAE by default."""
+        return compute_gae(batch.rewards, batch.values, batch.step_mask, self.gamma, self.gae_lambda)
 
     def _record_rollout_stats(self) -> None:
         """Log this rollout's KL and task metrics (shown in the table dumped before ``train``); adapt ``kl_coef``."""
         for name, values in self.metric_buffer.items():
             if values:
                 self.logger.record(f"rollout/{name}", float(np.mean(values)))
-        if not self._is_text_policy():
-            return
         tok_kl, ep_kl = self.kl_stats.pop()
         if tok_kl is not None:
             self.logger.record("rollout/kl_per_token", tok_kl)
@@ -259,20 +247,65 @@ class TextAlgorithmMixin:
                 self.metric_buffer[name].append(float(value))
 
     # --- updates -------------------------------------------------------------------------
-    def train_episodes(self) -> None:
-        """The algorithm's update on the episode buffer (PPO and A2C define it)."""
+    def episode_loss(self, batch: EpisodeBatch, log_probs: th.Tensor, values: th.Tensor,
+                     entropy: th.Tensor) -> tuple[th.Tensor, dict[str, Any]]:
+        """The algorithm's loss on a minibatch of episodes, and the numbers to log (SB3's ``train/`` names).
+
+        Args:
+            batch: The episodes, with the rollout's ``log_probs``, ``values``, ``advantages``, ``returns``.
+            log_probs, values, entropy: The current policy's, each ``(e, T)``, from one teacher-forced pass.
+        """
         raise NotImplementedError
+
+    def stop_update(self, logs: dict[str, float]) -> bool:
+        """True to end this update's epochs before the next gradient step (PPO's ``target_kl``); ``logs``: this minibatch's."""
+        return False
+
+    def _gradient_step(self, loss: th.Tensor) -> None:
+        """zero_grad, backward, clip to ``max_grad_norm``, step (a non-finite gradient skips the step: see the policy)."""
+        optimizer = self.policy.optimizer
+        optimizer.zero_grad()
+        loss.backward()
+        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        optimizer.step()
+
+    def train_episodes(self) -> None:
+        """``n_epochs`` passes over episode minibatches of about ``batch_size`` steps (one pass of all when absent)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        logs: dict[str, list[float]] = defaultdict(list)
+        stop = False
+        for _ in range(getattr(self, "n_epochs", 1)):
+            for batch in self.rollout_buffer.get(getattr(self, "batch_size", None)):
+                log_probs, values, entropy = evaluate_episodes(self.policy, batch)
+                loss, parts = self.episode_loss(batch, log_probs.float(), values.float(), entropy.float())
+                parts = {key: float(value.detach() if th.is_tensor(value) else value) for key, value in parts.items()}
+                for key, value in parts.items():
+                    logs[key].append(value)
+                if self.stop_update(parts):
+                    stop = True
+                    break
+                self._gradient_step(loss)
+            self._n_updates += 1
+            if stop:
+                break
+        episodes = self.rollout_buffer.episodes
+        mask = episodes.step_mask
+        self.logger.record("train/explained_variance", explained_variance(
+            episodes.values[mask].cpu().numpy(), episodes.returns[mask].cpu().numpy()))
+        for key, values in logs.items():
+            self.logger.record(f"train/{key}", float(np.mean(values)))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def train(self) -> None:
         if isinstance(self.rollout_buffer, EpisodeRolloutBuffer):
             self.train_episodes()
         else:
             super().train()  # type: ignore[misc]
-        if self._is_text_policy():
-            entropy = self.policy.pop_mean_entropy()
-            if entropy is not None:
-                self.logger.record("train/entropy", entropy)
-            self.logger.record("train/skipped_updates", self.policy.skipped_updates)
+        entropy = self.policy.pop_mean_entropy()
+        if entropy is not None:
+            self.logger.record("train/entropy", entropy)
+        self.logger.record("train/skipped_updates", self.policy.skipped_updates)
 
     # --- saving --------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:

@@ -9,6 +9,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
+from agents.kl import token_kl
+
 # (observations, actions, log_probs, episode_starts) -> per-env penalty to subtract from the reward
 PenaltyFn = Callable[[dict[str, np.ndarray], np.ndarray, th.Tensor, np.ndarray], np.ndarray]
 
@@ -135,10 +137,10 @@ class EpisodeRolloutBuffer(RolloutBuffer):
     def compute_returns_and_advantage(self, last_values: th.Tensor | None = None, dones: np.ndarray | None = None, *,
                                       kl_coef: float = 0.0) -> None:  # type: ignore[override]
         """Rewards ``env_rewards - kl_coef * (log_probs - ref_log_probs)``, then GAE. Episodes end inside the buffer,
-        so ``last_values`` and ``dones`` (SB3's arguments for a cut-off rollout) are not needed."""
+        so ``last_values`` and ``dones`` (SB3's arguments for a cut-off rollout) are not needed. (The text
+        algorithms do this themselves, with their own advantages: see ``TextAlgorithm._score_episodes``.)"""
         batch = self.episodes
-        kl = (batch.log_probs - batch.ref_log_probs) * batch.step_mask.float()  # (E, T)
-        batch.rewards = batch.env_rewards - kl_coef * kl
+        batch.rewards = batch.env_rewards - kl_coef * token_kl(batch.log_probs, batch.ref_log_probs, batch.step_mask)
         batch.advantages, batch.returns = compute_gae(batch.rewards, batch.values, batch.step_mask,
                                                       self.gamma, self.gae_lambda)
 

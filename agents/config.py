@@ -17,7 +17,15 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from agents.a2c import A2CConfig
+from agents.lora import check_lora
+from agents.ppo import PPOConfig
+from agents.settings import Checked, ranged
+from agents.sft import SFTConfig
 from textgym.models import default_model
+
+__all__ = ["A2CConfig", "ConfigError", "EnvConfig", "EvalConfig", "LoraSettings", "PPOConfig", "PolicyConfig",
+           "SFTConfig", "TrainConfig", "CheckpointConfig", "load_config", "merge", "parse_set", "to_dict", "config_hash"]
 
 ALGOS = ("ppo", "a2c", "sft")
 SPLITS = ("train", "validation", "test")
@@ -39,90 +47,9 @@ def check_split(spec: Any, what: str) -> None:
 REWARD_MODES = ("terminal", "dense")
 MAX_TOKENS = 8192  # as textgym.core's sanity bound on lengths
 
-# Allowed range of every numeric field: (low, high, low is open, high is open); None: unbounded.
-# Every float must also be finite, and None is allowed only where the field's type says so.
-# A learning rate of 0 is allowed, as in SB3: the weights stay as they are (evaluation, tests).
-_RANGES: dict[str, dict[str, tuple[float | None, float | None, bool, bool]]] = {
-    "EnvConfig": {"max_prompt_length": (1, MAX_TOKENS, False, False), "max_new_tokens": (1, MAX_TOKENS, False, False)},
-    "LoraSettings": {"r": (0, None, False, False), "alpha": (0, None, True, False), "dropout": (0, 1, False, True)},
-    "PolicyConfig": {"temperature": (0, None, True, False), "top_k": (1, None, False, False),
-                     "top_p": (0, 1, True, False)},
-    "PPOConfig": {"learning_rate": (0, None, False, False), "n_steps": (1, None, False, False),
-                  "batch_size": (1, None, False, False), "n_epochs": (1, None, False, False),
-                  "gamma": (0, 1, False, False), "gae_lambda": (0, 1, False, False),
-                  "clip_range": (0, None, True, False), "ent_coef": (0, None, False, False),
-                  "vf_coef": (0, None, False, False), "max_grad_norm": (0, None, True, False),
-                  "target_kl": (0, None, True, False), "kl_coef": (0, None, False, False),
-                  "kl_target": (0, None, True, False)},
-    "A2CConfig": {"learning_rate": (0, None, False, False), "n_steps": (1, None, False, False),
-                  "gamma": (0, 1, False, False), "gae_lambda": (0, 1, False, False),
-                  "ent_coef": (0, None, False, False), "vf_coef": (0, None, False, False),
-                  "max_grad_norm": (0, None, True, False), "kl_coef": (0, None, False, False),
-                  "kl_target": (0, None, True, False)},
-    "SFTConfig": {"learning_rate": (0, None, False, False), "epochs": (0, None, True, False),
-                  "batch_size": (1, None, False, False), "weight_decay": (0, None, False, False),
-                  "max_grad_norm": (0, None, True, False)},
-    "EvalConfig": {"n": (1, None, False, False), "batch_size": (1, None, False, False), "show": (0, None, False, False)},
-    "CheckpointConfig": {"every": (0, None, False, False), "keep": (1, None, False, False)},
-    "TrainConfig": {"total_timesteps": (1, None, False, False), "num_envs": (1, None, False, False),
-                    "threads": (1, None, False, False), "seed": (0, 2**32 - 1, False, False)},
-}
-
-
-def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
-    if high is None:
-        return f"{'>' if low_open else '>='} {low}"
-    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-
-
-def check_ranges(obj: Any) -> None:
-    """Raise ValueError naming the first field of dataclass ``obj`` outside its allowed range.
-
-    >>> check_ranges(PPOConfig(n_steps=0))
-    Traceback (most recent call last):
-    ...
-    ValueError: n_steps must be >= 1, got 0
-    """
-    for name, (low, high, low_open, high_open) in _RANGES.get(type(obj).__name__, {}).items():
-        value = getattr(obj, name)
-        if value is not None:
-            _check_one(name, value, low, high, low_open, high_open)
-
-
-def check_algo_args(algo: Any) -> None:
-    """Check an SB3 algorithm's numeric hyperparameters against the ranges of the config fields.
-
-    Used by ``agents.PPO`` / ``agents.A2C`` at construction, so ``A2C(n_steps=0)`` fails at once.
-    Schedules (callables) are not checked.
-    """
-    table = _RANGES["PPOConfig" if hasattr(algo, "n_epochs") else "A2CConfig"]
-    for name, (low, high, low_open, high_open) in table.items():
-        value = getattr(algo, name, None)
-        if value is None or callable(value) or name.startswith("kl_"):
-            continue
-        _check_one(name, value, low, high, low_open, high_open, type(algo).__name__)
-
-
-def _check_one(name: str, value: Any, low: Any, high: Any, low_open: bool, high_open: bool, owner: str = "") -> None:
-    import math
-
-    allowed, prefix = _range_text(low, high, low_open, high_open), f"{owner}: " if owner else ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{prefix}{name} must be a finite number {allowed}, got {value!r}")
-    if (low is not None and (value <= low if low_open else value < low)) or \
-            (high is not None and (value >= high if high_open else value > high)):
-        raise ValueError(f"{prefix}{name} must be {allowed}, got {value!r}")
-
-
-class _Checked:
-    """Mixin: the dataclass's numeric fields are checked against ``_RANGES`` on creation."""
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
 
 @dataclass
-class EnvConfig(_Checked):
+class EnvConfig(Checked):
     """Which environment to train on and its keyword arguments (``None``: the id's preset).
 
     ``train_split``: the split (or slice, e.g. ``"validation[:600]"``) that PPO/A2C/SFT train on.
@@ -133,8 +60,8 @@ class EnvConfig(_Checked):
     data_dir: str | None = None
     reward: Any = None
     reward_mode: str | None = None
-    max_prompt_length: int | None = None
-    max_new_tokens: int | None = 16
+    max_prompt_length: int | None = ranged(None, 1, MAX_TOKENS)
+    max_new_tokens: int | None = ranged(16, 1, MAX_TOKENS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,11 +74,12 @@ class EnvConfig(_Checked):
 
 
 @dataclass
-class LoraSettings(_Checked):
+class LoraSettings:
     """LoRA adapters (``pip install 'textgym[lora]'``); ``r = 0`` trains the whole model instead.
 
     ``alpha`` defaults to ``2 * r``; ``target_modules`` (names such as ``[q_proj, v_proj]``, a regex
-    or ``all-linear``) defaults to peft's choice for the architecture.
+    or ``all-linear``) defaults to peft's choice for the architecture. The rules are
+    :func:`agents.lora.check_lora`'s, the one place LoRA settings are checked.
     """
 
     r: int = 0
@@ -159,18 +87,21 @@ class LoraSettings(_Checked):
     target_modules: list[str] | str | None = None
     dropout: float = 0.0
 
+    def __post_init__(self) -> None:
+        check_lora(asdict(self), prefix="")
+
     def policy_kwarg(self) -> dict[str, Any] | None:
         """The ``lora`` policy keyword: ``None`` when ``r == 0``."""
         return None if self.r == 0 else asdict(self)
 
 
 @dataclass
-class PolicyConfig(_Checked):
+class PolicyConfig(Checked):
     """``policy_kwargs`` of the TransformerPolicy (sampling controls apply to the action distribution)."""
 
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
+    temperature: float = ranged(1.0, 0, low_open=True)
+    top_k: int | None = ranged(None, 1)
+    top_p: float | None = ranged(None, 0, 1, low_open=True)
     separate_critic: bool = False
     precision: str = "auto"
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -182,59 +113,13 @@ class PolicyConfig(_Checked):
 
 
 @dataclass
-class PPOConfig(_Checked):
-    """agents.PPO hyperparameters (SB3 names); defaults sized for a few minutes on a 2-core CPU."""
-
-    learning_rate: float = 1e-5
-    n_steps: int = 8
-    batch_size: int = 128
-    n_epochs: int = 2
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.1  # the value loss also trains the shared trunk: 0.5 let it swamp the policy gradient
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None
-    kl_coef: float = 0.05
-    kl_target: float | None = None
-
-
-@dataclass
-class A2CConfig(_Checked):
-    """agents.A2C hyperparameters (SB3 names)."""
-
-    learning_rate: float = 1e-5
-    n_steps: int = 16
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    ent_coef: float = 0.0
-    vf_coef: float = 0.1
-    max_grad_norm: float = 0.5
-    kl_coef: float = 0.05
-    kl_target: float | None = None
-
-
-@dataclass
-class SFTConfig(_Checked):
-    """Supervised warm start: teacher-forced fine-tuning on the train split's references."""
-
-    learning_rate: float = 5e-5
-    epochs: float = 1.0
-    batch_size: int = 16
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    all_references: bool = True
-
-
-@dataclass
-class EvalConfig(_Checked):
+class EvalConfig(Checked):
     """Evaluation on held-out items before and after training (greedy decoding)."""
 
     split: str = "validation"
-    n: int | None = 16
-    batch_size: int = 16
-    show: int = 3
+    n: int | None = ranged(16, 1)
+    batch_size: int = ranged(16, 1)
+    show: int = ranged(3, 0)
     before: bool = True
     after: bool = True
 
@@ -244,17 +129,17 @@ class EvalConfig(_Checked):
 
 
 @dataclass
-class CheckpointConfig(_Checked):
+class CheckpointConfig(Checked):
     """``every``: env steps between periodic checkpoints (0: final only); ``keep``: periodic ones kept;
     ``save_agent``: also write ``agent.zip`` (SB3's whole state, to resume; about 16x the model's size)."""
 
-    every: int = 500
-    keep: int = 1
+    every: int = ranged(500, 0)
+    keep: int = ranged(1, 1)
     save_agent: bool = False
 
 
 @dataclass
-class TrainConfig(_Checked):
+class TrainConfig(Checked):
     """Everything one ``textgym train`` run needs.
 
     Args:
@@ -272,11 +157,11 @@ class TrainConfig(_Checked):
     algo: str = "ppo"
     model: str = field(default_factory=default_model)  # $TEXTGYM_DEFAULT_MODEL, else smollm2-135m
     init: str | None = None
-    total_timesteps: int = 1024  # 4 rollouts of 16 envs x 16 tokens: the progress bar ends at its total
-    num_envs: int = 16
+    total_timesteps: int = ranged(1024, 1)  # 4 rollouts of 16 envs x 16 tokens: the progress bar ends at its total
+    num_envs: int = ranged(16, 1)
     device: str = "auto"
-    threads: int | None = None
-    seed: int = 0
+    threads: int | None = ranged(None, 1)
+    seed: int = ranged(0, 0, 2**32 - 1)
     out: str | None = None
     tensorboard: bool = True
     progress_bar: bool = True

@@ -4,6 +4,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import torch as th
+
+
+def token_kl(log_probs, ref_log_probs, mask=None):
+    """Per-token KL estimate ``log pi - log pi_ref`` of the sampled actions (zero where ``mask`` is 0).
+
+    The one place the sign of the penalty is written: every reward subtracts ``kl_coef`` times this.
+    Works on tensors of any matching shape (``(E, T)`` on the fast path, ``(n_envs,)`` per stock step).
+
+    >>> token_kl(th.tensor([-1.0, -2.0]), th.tensor([-1.5, -1.0]), th.tensor([True, False]))
+    tensor([0.5000, 0.0000])
+    """
+    kl = log_probs.float() - ref_log_probs.float()
+    return kl if mask is None else kl * mask.to(kl.dtype)
+
+
+class KLStats:
+    """Per-token KL values of one rollout, and their sums per finished episode (what ``rollout/kl*`` logs)."""
+
+    def __init__(self, n_envs: int) -> None:
+        self.running = np.zeros(n_envs)
+        self.tokens: list[float] = []
+        self.episodes: list[float] = []
+
+    def add(self, kl: np.ndarray, episode_start: np.ndarray) -> None:
+        """One stock-path step of the ``n_envs`` envs; an env whose episode starts closes its running sum."""
+        for i in np.flatnonzero(episode_start):
+            self.episodes.append(float(self.running[i]))
+            self.running[i] = 0.0
+        self.running += kl
+        self.tokens.extend(kl.tolist())
+
+    def add_episodes(self, kl: th.Tensor, step_mask: th.Tensor) -> None:
+        """Whole episodes from the fast path: ``kl, step_mask`` are ``(E, T)``, ``kl`` zero off the mask."""
+        self.tokens.extend(kl[step_mask.bool()].tolist())
+        self.episodes.extend(kl.sum(-1).tolist())
+
+    def pop(self) -> tuple[float | None, float | None]:
+        """(mean per-token KL, mean per-episode KL) since the last pop; ``None`` where nothing was seen."""
+        tok = float(np.mean(self.tokens)) if self.tokens else None
+        ep = float(np.mean(self.episodes)) if self.episodes else None
+        self.tokens, self.episodes = [], []
+        return tok, ep
+
 
 @dataclass
 class FixedKLController:

@@ -25,18 +25,25 @@ def require_peft() -> Any:
     return peft
 
 
-def check_lora(lora: Any) -> dict[str, Any] | None:
-    """Validate ``policy_kwargs["lora"]`` and fill in defaults; ``None`` (or ``False``) means no LoRA.
+def check_lora(lora: Any, prefix: str = "lora ") -> dict[str, Any] | None:
+    """Validate LoRA settings and fill in defaults; the one place their rules live.
 
-    Keys: ``r`` (rank, >= 1; default 8), ``alpha`` (scale numerator, > 0; default ``2 * r``),
+    ``None``, ``False`` or ``r = 0`` mean no LoRA (the whole model trains), both for the policy
+    keyword ``lora`` and for ``textgym train``'s ``policy.lora`` section.
+
+    Keys: ``r`` (rank, >= 0; default 8), ``alpha`` (scale numerator, > 0; default ``2 * r``),
     ``target_modules`` (a list of module names, a regex string, ``"all-linear"``, or ``None`` for
     peft's default for the architecture, e.g. ``q_proj`` and ``v_proj`` on Llama), ``dropout``
     (in ``[0, 1)``; default 0, so rollout and update see the same network).
 
+    Args:
+        lora: The settings.
+        prefix: What the messages call a key (``"lora r must be ..."``).
+
     >>> check_lora({"r": 4})
     {'r': 4, 'alpha': 8.0, 'target_modules': None, 'dropout': 0.0}
-    >>> check_lora(None) is None
-    True
+    >>> check_lora(None) is None, check_lora({"r": 0}) is None
+    (True, True)
     """
     if lora is None or lora is False:
         return None
@@ -46,21 +53,23 @@ def check_lora(lora: Any) -> dict[str, Any] | None:
     if unknown:
         raise ValueError(f"unknown lora key(s) {unknown}; allowed: {list(LORA_KEYS)}")
     r = lora.get("r", 8)
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise ValueError(f"lora r must be an integer >= 1, got {r!r}")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+        raise ValueError(f"{prefix}r must be an integer >= 0 (0: no LoRA, the whole model trains), got {r!r}")
     alpha = lora.get("alpha")
-    alpha = 2.0 * r if alpha is None else alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"lora alpha must be a number > 0, got {alpha!r}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0):
+        raise ValueError(f"{prefix}alpha must be a number > 0, got {alpha!r}")
     targets = lora.get("target_modules")
     if targets is not None and not isinstance(targets, str):
         if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) for t in targets):
-            raise ValueError("lora target_modules must be None, a string (regex or 'all-linear') or a non-empty "
+            raise ValueError(f"{prefix}target_modules must be None, a string (regex or 'all-linear') or a non-empty "
                              f"list of module names such as ['q_proj', 'v_proj'], got {targets!r}")
         targets = list(targets)
     dropout = lora.get("dropout", 0.0)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"lora dropout must be in [0, 1), got {dropout!r}")
+        raise ValueError(f"{prefix}dropout must be in [0, 1), got {dropout!r}")
+    if r == 0:
+        return None
+    alpha = 2.0 * r if alpha is None else alpha
     return {"r": r, "alpha": float(alpha), "target_modules": targets, "dropout": float(dropout)}
 
 

@@ -361,10 +361,21 @@ class TransformerPolicy(ActorCriticPolicy):
         actor, critic = self._last_hidden(obs)
         distribution = self.action_dist.proba_distribution(action_logits=self.logits_from_hidden(actor))
         entropy = distribution.entropy()
-        if self.training:  # SB3 logs only -entropy as a loss; keep the mean for the "entropy" metric
-            self.entropy_sum += float(entropy.detach().sum())
-            self.entropy_count += entropy.numel()
+        self.record_entropy(entropy)
         return self.values_from_hidden(critic), distribution.log_prob(actions), entropy
+
+    def record_entropy(self, entropy: th.Tensor, mask: th.Tensor | None = None) -> None:
+        """Count the entropies of a training pass (``mask``: the steps that happened) into ``train/entropy``.
+
+        SB3 logs only ``-entropy`` as a loss; the policy keeps the mean itself, so every algorithm and
+        both paths log the same metric without bookkeeping of their own. Passes outside training mode
+        (rollouts, evaluation) are not counted.
+        """
+        if not self.training:
+            return
+        values = entropy.detach() if mask is None else entropy.detach()[mask.bool()]
+        self.entropy_sum += float(values.sum())
+        self.entropy_count += values.numel()
 
     def pop_mean_entropy(self) -> float | None:
         """Mean entropy over the ``evaluate_actions`` calls since the last pop (``None`` if none)."""

@@ -156,6 +156,7 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
         critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)
     logits = policy.logits_from_hidden(actor)  # (e, T, V)
     log_probs, entropy = log_probs_and_entropy(logits, batch.tokens[rows])  # keeps only the logits for backward
+    policy.record_entropy(entropy, batch.step_mask[rows])
     return log_probs, policy.values_from_hidden(critic).squeeze(-1), entropy
 
 

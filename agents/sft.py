@@ -17,10 +17,22 @@ from typing import Any, Callable
 import numpy as np
 import torch as th
 
-from agents.config import SFTConfig
 from agents.policies import position_ids
+from agents.settings import Checked, ranged
 from textgym.perplexity import scored_logits
 from textgym.prompts import encode_text
+
+
+@dataclass
+class SFTConfig(Checked):
+    """Supervised warm start: teacher-forced fine-tuning on the train split's references."""
+
+    learning_rate: float = ranged(5e-5, 0)
+    epochs: float = ranged(1.0, 0, low_open=True)
+    batch_size: int = ranged(16, 1)
+    weight_decay: float = ranged(0.0, 0)
+    max_grad_norm: float = ranged(1.0, 0, low_open=True)
+    all_references: bool = True
 
 
 @dataclass

@@ -159,7 +159,7 @@ def test_cli_lora_run_writes_a_merged_final_and_a_small_agent(tiny_model, tmp_pa
 
 @pytest.mark.parametrize("lora, match", [
     (dict(rank=4), r"unknown lora key\(s\) \['rank'\]; allowed: \['r', 'alpha', 'target_modules', 'dropout'\]"),
-    (dict(r=0), "lora r must be an integer >= 1"),
+    (dict(r=-1), "lora r must be an integer >= 0"),
     (dict(r=4, dropout=1.5), r"lora dropout must be in \[0, 1\)"),
     (dict(r=4, target_modules=[]), "lora target_modules must be None, a string"),
     ("yes", "lora must be a dict"),

@@ -96,7 +96,7 @@ def test_lora_and_precision_settings():
                                                      "dropout": 0.0}
     assert config.policy.policy_kwargs()["precision"] == "bf16"
     assert TrainConfig().policy.policy_kwargs()["lora"] is None  # r = 0: full fine-tuning
-    with pytest.raises(ConfigError, match=r"policy.lora.r must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match=r"policy.lora.r must be an integer >= 0 \(0: no LoRA, the whole model trains\), got -1"):
         load_config(overrides={"policy.lora.r": -1})
     for name, bad in (("alpha", 0), ("dropout", 1.0), ("dropout", float("nan"))):
         with pytest.raises(ConfigError, match=rf"policy.lora.{name} must be"):
