@@ -226,3 +226,33 @@ def test_kl_stays_finite_when_the_policy_leaves_the_references_top_k(tok):
     expected = th.log_softmax(ref_logits.float() / 0.7, -1).gather(-1, outside[:, None]).squeeze(-1)
     th.testing.assert_close(ref, expected)
     assert th.isfinite(ref).all() and (ref > -1e3).all()
+
+
+def test_config_object_sets_the_defaults_and_keywords_win(tok):
+    from agents import PPOConfig
+
+    env = tiny_env(tok, max_new_tokens=4)
+    model = PPO("TransformerPolicy", env, config=PPOConfig(n_steps=4, n_epochs=3, kl_coef=0.2), n_epochs=1,
+                policy_kwargs=policy_kwargs(tok), seed=0)
+    assert (model.n_steps, model.n_epochs, model.kl_coef) == (4, 1, 0.2)
+    with pytest.raises(TypeError, match="config must be a PPOConfig for PPO, got A2CConfig"):
+        from agents import A2CConfig
+
+        PPO("TransformerPolicy", env, config=A2CConfig(), policy_kwargs=policy_kwargs(tok))
+
+
+@pytest.mark.parametrize("algo", [PPO, A2C])
+def test_a_policy_that_is_not_a_transformer_policy_is_sent_to_sb3(tok, algo):
+    with pytest.raises(TypeError, match=rf"policy must be 'TransformerPolicy'.*use stable_baselines3\.{algo.__name__}"):
+        algo("MultiInputPolicy", tiny_env(tok, max_new_tokens=4))
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("n_steps", 8.5, r"PPO: n_steps must be an integer >= 1, got 8.5 \(a fractional number\)"),
+    ("learning_rate", "3e-4", r"PPO: learning_rate must be a finite number >= 0, got '3e-4'"),
+    ("kl_coef", "0.1", r"PPO: kl_coef must be a finite number >= 0, got '0.1'"),
+    ("gamma", float("nan"), r"PPO: gamma must be a finite number in \[0, 1\], got nan"),
+])
+def test_hyperparameters_of_the_wrong_type_are_refused_by_name(tok, name, value, match):
+    with pytest.raises(ValueError, match=match):
+        PPO("TransformerPolicy", tiny_env(tok, max_new_tokens=4), policy_kwargs=policy_kwargs(tok), **{name: value})
