@@ -56,19 +56,23 @@ class TextAlgorithm:
         n_envs: Parallel episodes when ``env`` is an id.
         env_kwargs: ``gym.make`` keyword arguments when ``env`` is an id.
         fast_path: False runs SB3's own per-step rollouts (one forward per token) instead.
+        group_size: Give each prompt to this many consecutive envs, so a rollout holds ``k``
+            completions of every prompt (the critic-free algorithms' baseline; their config sets
+            it). With an id it is passed to the env; a built env must have been made with it.
         threads: CPU threads for torch during ``learn`` (``None``: ``$OMP_NUM_THREADS``, else the
             idle cores; see :func:`textgym.threads.choose_threads`).
         **kwargs: Everything the SB3 algorithm accepts.
     """
 
     config_class: ClassVar[type[OnPolicyConfig]]  # the textgym train section whose fields are the defaults
+    uses_critic: ClassVar[bool] = True  # False: advantages from group baselines, no value head in the loss
     sb3_defaults: ClassVar[dict[str, Any]] = {}  # SB3 arguments whose SB3 default does not suit a language model
     policy: Any
 
     def __init__(self, policy: Any, env: Any, *args: Any, config: OnPolicyConfig | None = None,
                  kl_coef: float | None = None, kl_target: float | None = None, kl_horizon: int = 10_000,
                  n_envs: int = 1, env_kwargs: dict[str, Any] | None = None, fast_path: bool = True,
-                 threads: int | None = None, **kwargs: Any) -> None:
+                 threads: int | None = None, group_size: int | None = None, **kwargs: Any) -> None:
         sb3_init = super().__init__  # type: ignore[misc]
         names = [p for p in inspect.signature(sb3_init).parameters if p not in ("policy", "env")]
         for name, value in zip(names, args):
@@ -82,7 +86,11 @@ class TextAlgorithm:
         defaults = self._defaults(config)
         kl_coef = defaults.pop("kl_coef") if kl_coef is None else kl_coef
         kl_target = defaults.pop("kl_target") if kl_target is None else kl_target
+        group_size = defaults.pop("group_size", None) if group_size is None else group_size
         check_text_args(self.config_class, type(self).__name__, kl_coef=kl_coef, kl_target=kl_target)
+        self.group_size = self._check_group_size(group_size)
+        if isinstance(env, str) and self.group_size is not None:
+            env_kwargs = {"group_size": self.group_size, **(env_kwargs or {})}
         for name, value in {**self.sb3_defaults, **defaults}.items():
             if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
@@ -95,6 +103,13 @@ class TextAlgorithm:
             if isinstance(env, TokenVecEnv):  # SB3's per-step minibatch arithmetic does not apply to episodes
                 warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
             sb3_init(policy, env, **kwargs)
+
+    def _check_group_size(self, group_size: Any) -> int | None:
+        least = 1 if self.uses_critic else 2
+        if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                       or group_size < least):
+            raise ValueError(f"{type(self).__name__}: group_size must be an integer >= {least}, got {group_size!r}")
+        return group_size
 
     def _check_policy(self, policy: Any) -> None:
         cls = self.policy_aliases.get(policy) if isinstance(policy, str) else policy  # type: ignore[attr-defined]
@@ -133,12 +148,15 @@ class TextAlgorithm:
     def _setup_model(self) -> None:
         check_algo_args(self)
         super()._setup_model()  # type: ignore[misc]
+        if not self.uses_critic and self.policy.critic_trunk is not None:
+            raise ValueError(f"{type(self).__name__} has no critic: separate_critic=True would train a trunk for nothing")
         self.policy.init_reference()  # the initial policy, frozen (with LoRA: adapters disabled)
         self._build_rollout_buffer()
 
     def _build_rollout_buffer(self) -> None:
         """The rollout buffer the current env needs: episodes on the fast path, SB3's per-step one with the KL penalty else."""
         fast = isinstance(self.env, TokenVecEnv)
+        self._check_env_groups(fast)
         self.rollout_buffer_class = EpisodeRolloutBuffer if fast else KLPenaltyRolloutBuffer
         self.rollout_buffer = self.rollout_buffer_class(
             self.n_steps, self.observation_space, self.action_space, device=self.device, gamma=self.gamma,
@@ -146,6 +164,20 @@ class TextAlgorithm:
         self.kl_stats = KLStats(self.n_envs)
         if not fast:
             self.rollout_buffer.penalty = self._kl_penalty
+
+    def _check_env_groups(self, fast: bool) -> None:
+        """The env's group size must be the one asked for; critic-free algorithms need groups on the fast path."""
+        if self.env is None:  # loading without an env: set_env checks it later
+            return
+        name, env_groups = type(self).__name__, getattr(self.env, "group_size", 1)
+        if not self.uses_critic and not fast:
+            raise ValueError(f"{name} compares the k completions of each prompt: it needs the fast path (an env id, "
+                             "a TextEnv, a DummyVecEnv of TextEnvs or textgym.make_vec), not SB3's per-step path")
+        if not self.uses_critic and env_groups < 2:
+            raise ValueError(f"{name} needs groups of completions: make the env with group_size >= 2")
+        if self.group_size is not None and fast and env_groups != self.group_size:
+            raise ValueError(f"{name}: group_size={self.group_size}, but the env was made with group_size={env_groups}; "
+                             f"make it with group_size={self.group_size} (or pass the env id)")
 
     def set_env(self, env: Any, force_reset: bool = True) -> None:
         """SB3's ``set_env``; TextEnvs are batched for the fast path as in ``__init__``."""
@@ -247,13 +279,14 @@ class TextAlgorithm:
                 self.metric_buffer[name].append(float(value))
 
     # --- updates -------------------------------------------------------------------------
-    def episode_loss(self, batch: EpisodeBatch, log_probs: th.Tensor, values: th.Tensor,
+    def episode_loss(self, batch: EpisodeBatch, log_probs: th.Tensor, values: th.Tensor | None,
                      entropy: th.Tensor) -> tuple[th.Tensor, dict[str, Any]]:
         """The algorithm's loss on a minibatch of episodes, and the numbers to log (SB3's ``train/`` names).
 
         Args:
             batch: The episodes, with the rollout's ``log_probs``, ``values``, ``advantages``, ``returns``.
-            log_probs, values, entropy: The current policy's, each ``(e, T)``, from one teacher-forced pass.
+            log_probs, values, entropy: The current policy's, each ``(e, T)``, from one teacher-forced pass
+                (``values`` is None when the algorithm :attr:`uses_critic` not).
         """
         raise NotImplementedError
 
@@ -277,8 +310,9 @@ class TextAlgorithm:
         stop = False
         for _ in range(getattr(self, "n_epochs", 1)):
             for batch in self.rollout_buffer.get(getattr(self, "batch_size", None)):
-                log_probs, values, entropy = evaluate_episodes(self.policy, batch)
-                loss, parts = self.episode_loss(batch, log_probs.float(), values.float(), entropy.float())
+                log_probs, values, entropy = evaluate_episodes(self.policy, batch, with_values=self.uses_critic)
+                values = None if values is None else values.float()
+                loss, parts = self.episode_loss(batch, log_probs.float(), values, entropy.float())
                 parts = {key: float(value.detach() if th.is_tensor(value) else value) for key, value in parts.items()}
                 for key, value in parts.items():
                     logs[key].append(value)
@@ -291,8 +325,9 @@ class TextAlgorithm:
                 break
         episodes = self.rollout_buffer.episodes
         mask = episodes.step_mask
-        self.logger.record("train/explained_variance", explained_variance(
-            episodes.values[mask].cpu().numpy(), episodes.returns[mask].cpu().numpy()))
+        if self.uses_critic:
+            self.logger.record("train/explained_variance", explained_variance(
+                episodes.values[mask].cpu().numpy(), episodes.returns[mask].cpu().numpy()))
         for key, values in logs.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from agents.settings import ALGOS
 from textgym.argtypes import int_in
 from textgym.cli import OneLineParser
 
@@ -22,7 +23,7 @@ def build_train_parser(prog: str = "textgym train") -> argparse.ArgumentParser:
         "textgym/Generation-v0 with the offline SmolLM2-135M-Instruct, a few minutes on a CPU. "
         "Precedence: defaults < --config file < --set < the flags below.")
     tr.add_argument("--env", help="registered id (default: textgym/Generation-v0)")
-    tr.add_argument("--algo", choices=("ppo", "a2c", "sft"), help="default: ppo")
+    tr.add_argument("--algo", choices=ALGOS, help="default: ppo")
     tr.add_argument("--model", help="base model alias, folder or hub id (default: smollm2-135m)")
     tr.add_argument("--init", help="start from this checkpoint folder (e.g. an sft run's final/)")
     tr.add_argument("--config", help="YAML file loaded into agents.config.TrainConfig (unknown keys are errors)")

@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any, Union
 
 from agents.a2c import A2CConfig
+from agents.grpo import GRPOConfig
 from agents.lora import check_lora
 from agents.ppo import PPOConfig
-from agents.settings import Checked, ranged
+from agents.rloo import RLOOConfig
+from agents.settings import ALGOS, Checked, ranged
 from agents.sft import SFTConfig
 from textgym.models import default_model
 
-__all__ = ["A2CConfig", "ConfigError", "EnvConfig", "EvalConfig", "LoraSettings", "PPOConfig", "PolicyConfig",
+__all__ = ["A2CConfig", "GRPOConfig", "RLOOConfig", "ConfigError", "EnvConfig", "EvalConfig", "LoraSettings", "PPOConfig", "PolicyConfig",
            "SFTConfig", "TrainConfig", "CheckpointConfig", "load_config", "merge", "parse_set", "to_dict", "config_hash"]
 
-ALGOS = ("ppo", "a2c", "sft")
 SPLITS = ("train", "validation", "test")
 
 
@@ -143,7 +144,7 @@ class TrainConfig(Checked):
     """Everything one ``textgym train`` run needs.
 
     Args:
-        algo: ``"ppo"``, ``"a2c"`` or ``"sft"``.
+        algo: ``"ppo"``, ``"a2c"``, ``"rloo"``, ``"grpo"`` or ``"sft"``.
         model: Base model alias, folder or hub id; the KL reference and the perplexity judge.
         init: Checkpoint folder to start from instead of ``model`` (e.g. an SFT run's ``final``).
         total_timesteps: Environment steps (generated tokens) for PPO/A2C; unused by SFT.
@@ -168,6 +169,8 @@ class TrainConfig(Checked):
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     a2c: A2CConfig = field(default_factory=A2CConfig)
+    rloo: RLOOConfig = field(default_factory=RLOOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -324,6 +327,7 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 # Settings that do not change what is learned; left out of the hash so seeds and machines group.
 _UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
 
+_LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig}
 _LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
 
 
@@ -339,4 +343,7 @@ def config_hash(config: TrainConfig | dict[str, Any]) -> str:
             policy.pop(key)
     if "policy" in data:
         data["policy"] = policy
+    for section, cls in _LATER_SECTIONS.items():  # algorithms added later hash only when their settings change
+        if data.get(section) == asdict(cls()):
+            data.pop(section)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -149,15 +149,20 @@ def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) 
     return hidden[:, prompt_len - start - 1 :]
 
 
-def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)):
-    """Log-probs, values and entropies of every action of the episodes ``rows``, each ``(e, T)``."""
+def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None), with_values: bool = True):
+    """Log-probs, values and entropies of every action of the episodes ``rows``, each ``(e, T)`` (values None
+    when not ``with_values``: critic-free algorithms run no critic)."""
     with policy.autocast():
         actor = step_hidden(policy.lm.base_model, batch, rows)  # (e, T, H)
-        critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)
+        if not with_values:
+            critic = None
+        else:
+            critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)
     logits = policy.logits_from_hidden(actor)  # (e, T, V)
     log_probs, entropy = log_probs_and_entropy(logits, batch.tokens[rows])  # keeps only the logits for backward
     policy.record_entropy(entropy, batch.step_mask[rows])
-    return log_probs, policy.values_from_hidden(critic).squeeze(-1), entropy
+    values = None if critic is None else policy.values_from_hidden(critic).squeeze(-1)
+    return log_probs, values, entropy
 
 
 @th.no_grad()

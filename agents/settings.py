@@ -104,8 +104,12 @@ class OnPolicyConfig(Checked):
     kl_target: float | None = ranged(None, 0, low_open=True)
 
 
+# ``textgym train --algo`` choices: the RL algorithms of ``agents.ALGORITHMS`` (kept here, where importing is
+# cheap, for the CLI's parser; a test checks the two agree) and supervised fine-tuning.
+ALGOS = ("ppo", "a2c", "rloo", "grpo", "sft")
+
 # Config fields that are not SB3 constructor arguments: the text algorithm's own.
-TEXT_ARGS = ("kl_coef", "kl_target")
+TEXT_ARGS = ("kl_coef", "kl_target", "group_size")
 
 
 def check_algo_args(algo: Any) -> None:

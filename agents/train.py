@@ -51,15 +51,17 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def build_vec_env(config: TrainConfig, tokenizer: Any):
     """The training env: ``num_envs`` batched episodes of the train split on the device."""
+    groups = getattr(getattr(config, config.algo), "group_size", None)  # the critic-free algorithms' groups
+    extra = {} if groups is None else {"group_size": groups}
     return textgym.make_vec(config.env.id, config.num_envs, device=config.device, split=config.env.train_split,
-                            tokenizer=tokenizer, **env_kwargs(config))
+                            tokenizer=tokenizer, **env_kwargs(config), **extra)
 
 
 def build_agent(config: TrainConfig, env: Any, model_name: str, logger: Any = None, threads: int | None = None):
-    """agents.PPO or agents.A2C with the TransformerPolicy starting from ``model_name``; ``logger``: SB3's."""
-    from agents import A2C, PPO
+    """The ``config.algo`` algorithm with the TransformerPolicy starting from ``model_name``; ``logger``: SB3's."""
+    from agents import ALGORITHMS
 
-    algo_cls = PPO if config.algo == "ppo" else A2C
+    algo_cls = ALGORITHMS[config.algo]
     kwargs = to_dict(config)[config.algo]
     policy_kwargs = dict(model_name=model_name, **config.policy.policy_kwargs())
     agent = algo_cls("TransformerPolicy", env, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,

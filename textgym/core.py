@@ -161,7 +161,11 @@ class TextEnv(gym.Env):
     ## Arguments
     samples, tokenizer, reward, reward_mode, max_prompt_length, max_new_tokens, prompt_template
     (``"auto"``, ``"chat"``, ``"plain"`` or a template with one ``{source}`` slot), instruction,
-    truncation_side, metrics, render_mode (``"ansi"``).
+    truncation_side, metrics, render_mode (``"ansi"``), group_size (``k``: every prompt is given to ``k``
+    episodes, so that critic-free algorithms can compare ``k`` completions of one prompt; in a
+    vector env the ``k`` consecutive envs ``j*k .. j*k+k-1`` share each prompt, and a single env
+    repeats each prompt for ``k`` episodes in a row. With ``k > 1`` infos carry ``group``: the
+    env's group ``j`` in a vector env, the running count of prompts drawn in a single env).
 
     ## Version History
     * v0: initial version.
@@ -183,6 +187,7 @@ class TextEnv(gym.Env):
         truncation_side: str = "right",
         metrics: Sequence[str] = (),
         render_mode: str | None = None,
+        group_size: int = 1,
     ) -> None:
         if not samples:
             raise ValueError("samples is empty: an environment needs at least one task item")
@@ -208,6 +213,9 @@ class TextEnv(gym.Env):
         fmt = resolve_prompt_format(prompt_template, instruction, self.tokenizer, truncation_side)
         self.prompt_encoder = PromptEncoder(self.tokenizer, fmt, self.max_prompt_length)
         self.render_mode = render_mode
+        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+            raise ValueError(f"group_size must be an integer >= 1 (completions per prompt), got {group_size!r}")
+        self.group_size = int(group_size)
 
         self.vocab_size = len(self.tokenizer)
         length = self.max_prompt_length + self.max_new_tokens
@@ -225,6 +233,7 @@ class TextEnv(gym.Env):
                     self.metadata[f"signature_{part.name}"] = part.signature
 
         self._sample_order = SampleOrder(len(self.samples))
+        self._group, self._group_index, self._group_left = -1, 0, 0  # the prompt repeated for group_size episodes
         self._sample: Sample | None = None
         self._done = True
         self._started = False
@@ -233,13 +242,18 @@ class TextEnv(gym.Env):
     def _next_index(self, options: Mapping[str, Any] | None) -> int:
         if options and "sample_index" in options:
             return check_sample_index(options["sample_index"], len(self.samples))
-        return self._sample_order.next(self.np_random)
+        if self._group_left == 0:  # a new group: draw its prompt
+            self._group, self._group_index = self._group + 1, self._sample_order.next(self.np_random)
+            self._group_left = self.group_size
+        self._group_left -= 1
+        return self._group_index
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the next sample (a new epoch order per ``seed``) and return the prompt."""
         super().reset(seed=seed)
         if seed is not None:
             self._sample_order.restart()  # the same seed replays the same sample order
+            self._group, self._group_left = -1, 0
         check_reset_options(options)
         self._sample = self.samples[self._next_index(options)]
         prompt = self.prompt_encoder.encode(self._sample.source)
@@ -336,6 +350,7 @@ class TextEnv(gym.Env):
             "source": self._sample.source,
             "prompt_text": self.prompt_text(),
             "references": list(self._sample.references),
+            **({"group": self._group} if self.group_size > 1 else {}),
         }
 
     def _final_info(self, score: float, metrics: dict[str, float]) -> dict[str, Any]:

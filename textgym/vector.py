@@ -45,6 +45,10 @@ class TokenVecEnv(VecEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.env = env
+        self.group_size = env.group_size
+        if num_envs % self.group_size:
+            raise ValueError(f"num_envs ({num_envs}) must be a multiple of group_size ({self.group_size}): "
+                             "each group of consecutive envs shares one prompt")
         self.device = resolve_device(device)
         self.prompt_length, self.max_new_tokens = env.max_prompt_length, env.max_new_tokens
         self.eos_token_id, self.pad_token_id = env.eos_token_id, env.pad_token_id
@@ -58,6 +62,9 @@ class TokenVecEnv(VecEnv):
         self._rngs: list[np.random.Generator | None] = [None] * n
         self._orders = [SampleOrder(len(env.samples)) for _ in range(n)]
         self._sample_index = [0] * n
+        # Groups: env i's c-th episode takes the prompt its group's leader (env i - i % k) drew c-th.
+        self._episode_count = [0] * n
+        self._group_draws: list[dict[int, list[int]]] = [{} for _ in range(n // self.group_size)]
         self._last_score = np.zeros(n)
         self._prompt_cache: dict[int, tuple[torch.Tensor, str]] = {}
         self._actions: torch.Tensor | None = None
@@ -78,11 +85,13 @@ class TokenVecEnv(VecEnv):
         if seed is not None or self._rngs[i] is None:
             self._rngs[i], _ = seeding.np_random(seed)
             self._orders[i].restart()
+            if i % self.group_size == 0:  # a reseeded leader restarts its group's draws
+                self._restart_group(i // self.group_size)
         check_reset_options(options)
         if options and "sample_index" in options:
             index = check_sample_index(options["sample_index"], len(self.env.samples))
         else:
-            index = self._orders[i].next(self._rngs[i])
+            index = self._group_draw(i)
         ids, _ = self._prompt(index)
         self._sample_index[i] = index
         self.input_ids[i].fill_(self.pad_token_id)
@@ -95,10 +104,29 @@ class TokenVecEnv(VecEnv):
         self._started = True
         return self._reset_info(i)
 
+    def _restart_group(self, group: int) -> None:
+        k = self.group_size
+        self._group_draws[group].clear()
+        self._episode_count[group * k : (group + 1) * k] = [0] * k
+
+    def _group_draw(self, i: int) -> int:
+        """The sample of env ``i``'s next episode: drawn by its group's leader, shared by the group's ``k`` envs."""
+        k, group = self.group_size, i // self.group_size
+        leader, count, draws = group * k, self._episode_count[i], self._group_draws[group]
+        if count not in draws:
+            draws[count] = [self._orders[leader].next(self._rngs[leader]), k]
+        index = draws[count][0]
+        draws[count][1] -= 1
+        if draws[count][1] == 0:  # every env of the group has taken it
+            del draws[count]
+        self._episode_count[i] += 1
+        return index
+
     def _reset_info(self, i: int) -> dict[str, Any]:
         sample = self.env.samples[self._sample_index[i]]
+        group = {"group": i // self.group_size} if self.group_size > 1 else {}
         return {"sample_id": sample.id, "source": sample.source, "prompt_text": self._prompt(self._sample_index[i])[1],
-                "references": list(sample.references)}
+                "references": list(sample.references), **group}
 
     def reset_all(self, seed: int | None = None) -> None:
         """Start a new episode in every env (seeds ``seed + i`` when given)."""

@@ -1,0 +1,64 @@
+"""agents.RLOO: REINFORCE with a leave-one-out group baseline (Ahmadian et al. 2024), no critic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch as th
+from stable_baselines3 import A2C as SB3A2C
+
+from agents.base import TextAlgorithm
+from agents.buffers import EpisodeBatch
+from agents.groups import episode_returns, leave_one_out_advantages, per_step
+from agents.losses import masked_mean
+from agents.policies import TransformerPolicy
+from agents.settings import OnPolicyConfig, ranged
+
+
+@dataclass
+class RLOOConfig(OnPolicyConfig):
+    """agents.RLOO hyperparameters; ``gamma``, ``gae_lambda`` and ``vf_coef`` are unused (no critic)."""
+
+    learning_rate: float = ranged(1e-5, 0)
+    n_steps: int = ranged(16, 1)
+    group_size: int = ranged(4, 2)
+
+
+class RLOO(TextAlgorithm, SB3A2C):
+    """REINFORCE whose baseline is the mean return of the other ``k - 1`` completions of the same prompt.
+
+    Each episode's return is its task score minus ``kl_coef`` times its summed KL to the reference;
+    its advantage, the same for all its tokens, is that return minus the mean of the others in its
+    group. One gradient step per rollout. No value head is trained or run in the update. Use it when
+    the reward is a sequence score and a critic would mostly learn the prompt (the baseline here is
+    the prompt's own average, with no bias and nothing to fit).
+
+    Same constructor, ``learn``, ``predict``, ``save``/``load``, callbacks and logger as
+    :class:`agents.PPO`; hyperparameters default to :class:`RLOOConfig` (``group_size=4``: each prompt
+    goes to 4 consecutive envs, so ``n_envs`` must be a multiple of it). Needs the fast path.
+
+    Example::
+
+        model = RLOO("TransformerPolicy", "textgym/IMDB-v0", n_envs=16)  # 4 prompts x 4 completions
+        model.learn(512)
+    """
+
+    config_class = RLOOConfig
+    uses_critic = False
+    sb3_defaults: ClassVar[dict[str, Any]] = {"use_rms_prop": False, "normalize_advantage": False}
+    policy_aliases: ClassVar[dict[str, type]] = {**SB3A2C.policy_aliases, "TransformerPolicy": TransformerPolicy}
+
+    def episode_advantages(self, batch: EpisodeBatch) -> tuple[th.Tensor, th.Tensor]:
+        returns = episode_returns(batch.rewards, batch.step_mask)  # (E,)
+        advantages = leave_one_out_advantages(returns, self.env.group_size)
+        return per_step(advantages, batch.step_mask), per_step(returns, batch.step_mask)
+
+    def episode_loss(self, batch: EpisodeBatch, log_probs: th.Tensor, values: th.Tensor | None,
+                     entropy: th.Tensor) -> tuple[th.Tensor, dict[str, Any]]:
+        """``-A * log pi`` averaged over the rollout's tokens, plus the entropy bonus."""
+        mask = batch.step_mask.float()
+        policy_loss = -masked_mean(batch.advantages * log_probs, mask)
+        entropy_loss = -masked_mean(entropy, mask)
+        loss = policy_loss + self.ent_coef * entropy_loss
+        return loss, {"policy_loss": policy_loss, "entropy_loss": entropy_loss, "loss": loss}
