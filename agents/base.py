@@ -24,7 +24,7 @@ from agents.kl import make_kl_controller
 from agents.policies import TransformerPolicy
 from agents.rollout import critic_values, generate_episodes, reference_log_probs
 from textgym.io import atomic_file
-from textgym.threads import set_threads
+from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
 
 _TEXT_ARGS = ("kl_coef", "kl_target", "kl_horizon")
@@ -75,8 +75,8 @@ class TextAlgorithmMixin:
         n_envs: Parallel episodes when ``env`` is an id.
         env_kwargs: ``gym.make`` keyword arguments when ``env`` is an id.
         fast_path: False runs SB3's own per-step rollouts (one forward per token) instead.
-        threads: CPU threads for torch during ``learn`` (``None``: ``$OMP_NUM_THREADS``, else the
-            idle cores; see :func:`textgym.threads.choose_threads`).
+        threads: If set, ``learn`` calls ``torch.set_num_threads(threads)`` (and says so when
+            ``verbose``); ``None`` leaves torch's thread count as the caller set it.
         **kwargs: Everything the SB3 algorithm accepts.
     """
 
@@ -101,7 +101,7 @@ class TextAlgorithmMixin:
                 kwargs.setdefault(name, value)
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
-        self.fast_path, self.threads = fast_path, threads
+        self.fast_path, self.threads = fast_path, check_threads(threads)
         if text_policy:
             env = make_text_env(env, n_envs=n_envs, env_kwargs=env_kwargs, fast_path=fast_path,
                                 device=kwargs.get("device", "auto"), seed=kwargs.get("seed"))
@@ -170,9 +170,12 @@ class TextAlgorithmMixin:
             self.rollout_buffer.penalty = self._kl_penalty
 
     def learn(self, *args: Any, **kwargs: Any):
-        """SB3's ``learn``; on the CPU torch first gets the threads :func:`textgym.threads.choose_threads` picks."""
-        if self._is_text_policy() and self.device.type == "cpu":
-            set_threads(self.threads)
+        """SB3's ``learn``; with ``threads`` set, torch first gets that many CPU threads (else they are left alone)."""
+        threads = getattr(self, "threads", None)
+        if threads is not None:
+            set_threads(threads)
+            if self.verbose >= 1:  # type: ignore[attr-defined]
+                print(f"Using {threads} CPU thread(s) (threads={threads})")
         return super().learn(*args, **kwargs)  # type: ignore[misc]
 
     # --- rollouts ------------------------------------------------------------------------
