@@ -264,7 +264,7 @@ class TrainConfig(_Checked):
         total_timesteps: Environment steps (generated tokens) for PPO/A2C; unused by SFT.
         num_envs: Parallel episodes.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        threads: CPU threads for torch; ``None`` leaves them as they are (``textgym train``: all cores or ``$OMP_NUM_THREADS``).
+        threads: CPU threads for torch; ``None``: left as they are (``textgym train``: all cores or ``$OMP_NUM_THREADS``).
         out: Output folder (``None``: ``runs/<algo>-<env>-seed<seed>``).
     """
 
