@@ -25,7 +25,7 @@ from agents.policies import TransformerPolicy
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
 from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_text_args
 from textgym.io import atomic_file
-from textgym.threads import set_threads
+from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
 
 
@@ -59,8 +59,8 @@ class TextAlgorithm:
         group_size: Give each prompt to this many consecutive envs, so a rollout holds ``k``
             completions of every prompt (the critic-free algorithms' baseline; their config sets
             it). With an id it is passed to the env; a built env must have been made with it.
-        threads: CPU threads for torch during ``learn`` (``None``: ``$OMP_NUM_THREADS``, else the
-            idle cores; see :func:`textgym.threads.choose_threads`).
+        threads: If set, ``learn`` calls ``torch.set_num_threads(threads)`` (and says so when
+            ``verbose``); ``None`` leaves torch's thread count as the caller set it.
         **kwargs: Everything the SB3 algorithm accepts.
     """
 
@@ -96,7 +96,7 @@ class TextAlgorithm:
                 kwargs.setdefault(name, value)
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
-        self.fast_path, self.threads = fast_path, threads
+        self.fast_path, self.threads = fast_path, check_threads(threads)
         env = make_text_env(env, n_envs=n_envs, env_kwargs=env_kwargs, fast_path=fast_path,
                             device=kwargs.get("device", "auto"), seed=kwargs.get("seed"))
         with warnings.catch_warnings():
@@ -188,9 +188,12 @@ class TextAlgorithm:
             self._build_rollout_buffer()
 
     def learn(self, *args: Any, **kwargs: Any):
-        """SB3's ``learn``; on the CPU torch first gets the threads :func:`textgym.threads.choose_threads` picks."""
-        if self.device.type == "cpu":
-            set_threads(self.threads)
+        """SB3's ``learn``; with ``threads`` set, torch first gets that many CPU threads (else they are left alone)."""
+        threads = getattr(self, "threads", None)
+        if threads is not None:
+            set_threads(threads)
+            if self.verbose >= 1:  # type: ignore[attr-defined]
+                print(f"Using {threads} CPU thread(s) (threads={threads})")
         return super().learn(*args, **kwargs)  # type: ignore[misc]
 
     # --- rollouts ------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Sequence
 
 from agents.settings import ALGOS
 from textgym.argtypes import int_in
-from textgym.cli import OneLineParser
+from textgym.cli import THREADS_HELP, OneLineParser
+from textgym.threads import parse_threads
 
 _TRAIN_FLAGS = {"env": "env.id", "algo": "algo", "model": "model", "init": "init", "total_timesteps": "total_timesteps",
                 "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads",
@@ -32,7 +33,7 @@ def build_train_parser(prog: str = "textgym train") -> argparse.ArgumentParser:
     tr.add_argument("--device", help="auto, cpu, cuda, ...")
     tr.add_argument("--seed", type=int_in(0, 2**32 - 1))
     tr.add_argument("--out", help="output folder (default: runs/<algo>-<env>-seed<seed>)")
-    tr.add_argument("--threads", type=int_in(1), help="CPU threads (default: $OMP_NUM_THREADS, else the idle cores)")
+    tr.add_argument("--threads", type=parse_threads, help=THREADS_HELP)
     tr.add_argument("--lora-r", type=int_in(0), help="train LoRA adapters of this rank instead of the whole model "
                     "(pip install 'textgym[lora]'); same as --set policy.lora.r=R")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. ppo.n_epochs=4")
@@ -44,13 +45,19 @@ def train_command(argv: Sequence[str]) -> int:
     """Run ``textgym train ARGV``; errors propagate to ``textgym.cli.main``, which prints one line."""
     from agents.config import load_config, parse_set
     from agents.train import run_training
+    from textgym.threads import AUTO, resolve_threads
 
     args = build_train_parser().parse_args(list(argv))
     overrides = parse_set(args.set or [])
-    overrides.update({key: getattr(args, flag) for flag, key in _TRAIN_FLAGS.items() if getattr(args, flag) is not None})
+    overrides.update({key: getattr(args, flag) for flag, key in _TRAIN_FLAGS.items()
+                      if getattr(args, flag) not in (None, AUTO)})
     if args.no_progress:
         overrides["progress_bar"] = False
-    run_training(load_config(args.config, overrides))
+    config = load_config(args.config, overrides)
+    if args.threads is not None or config.threads is None:  # else the config file's number stands
+        config.threads, why = resolve_threads(args.threads)
+        print(f"textgym train: {config.threads} CPU thread(s) ({why})")
+    run_training(config)
     return 0
 
 

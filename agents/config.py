@@ -150,7 +150,7 @@ class TrainConfig(Checked):
         total_timesteps: Environment steps (generated tokens) for PPO/A2C; unused by SFT.
         num_envs: Parallel episodes.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        threads: CPU threads for torch; ``None`` picks from the cores that are idle now.
+        threads: CPU threads for torch; ``None``: left as they are (``textgym train``: all cores or ``$OMP_NUM_THREADS``).
         out: Output folder (``None``: ``runs/<algo>-<env>-seed<seed>``).
     """
 

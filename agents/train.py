@@ -21,9 +21,9 @@ import textgym
 from agents.checkpoints import check_checkpoint, next_checkpoint_step, prune_checkpoints, read_meta, save_checkpoint
 from agents.config import TrainConfig, config_hash, to_dict
 from textgym.io import atomic_write_json, check_writable_dir
-from textgym.threads import choose_threads, set_threads
+from textgym.threads import set_threads
 
-__all__ = ["TrainResult", "build_agent", "build_vec_env", "choose_threads", "env_kwargs", "run_training"]
+__all__ = ["TrainResult", "build_agent", "build_vec_env", "env_kwargs", "run_training"]
 
 Log = Callable[[str], None]
 
@@ -146,13 +146,13 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     out = check_writable_dir(config.run_dir(), "out")  # before any model is loaded
     (out / "curve.jsonl").unlink(missing_ok=True)
     atomic_write_json(out / "train_config.json", to_dict(config))
-    threads = set_threads(config.threads)
+    threads = _torch_threads(config)
     from textgym.models import load_tokenizer
 
     start_model = init or config.model
     tokenizer = load_tokenizer(start_model)
     log(f"textgym train: {config.algo} on {config.env.id}, model {start_model}, seed {config.seed}, "
-        f"{threads} CPU thread(s), output {out}")
+        f"{threads}, output {out}")
     logger = _tensorboard_logger(out, config)
     writer = _tensorboard_writer(logger)
     before = held_out_eval(config, start_model, tokenizer) if config.eval.before else None
@@ -165,7 +165,7 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     if config.algo == "sft":
         lm, stats, tokens_per_s = _run_sft(config, start_model, tokenizer, writer, out, meta)
     else:
-        lm, stats, tokens_per_s = _run_rl(config, start_model, tokenizer, out, meta, logger, threads)
+        lm, stats, tokens_per_s = _run_rl(config, start_model, tokenizer, out, meta, logger)
     train_seconds = time.perf_counter() - train_start
     after = held_out_eval(config, lm, tokenizer) if config.eval.after else None
     result = TrainResult(out, out / "final", before and before.metrics, after and after.metrics,
@@ -176,6 +176,16 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     _write_summary(config, result, before, after)
     report(result, before, after, config.eval.show, log)
     return result
+
+
+def _torch_threads(config: TrainConfig) -> str:
+    """Apply ``config.threads`` if set (``None`` leaves torch's threads alone); the count, for the log."""
+    import torch
+
+    if config.threads is not None:
+        set_threads(config.threads)
+        return f"{config.threads} CPU thread(s)"
+    return f"{torch.get_num_threads()} CPU thread(s) (torch's setting, left as it was)"
 
 
 def _tensorboard_logger(out: Path, config: TrainConfig):
@@ -213,10 +223,9 @@ def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any,
     return lm, stats, None
 
 
-def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, meta: dict, logger: Any,
-            threads: int | None):
+def _run_rl(config: TrainConfig, start_model: str, tokenizer: Any, out: Path, meta: dict, logger: Any):
     env = build_vec_env(config, tokenizer)
-    agent = build_agent(config, env, start_model, logger, threads)
+    agent = build_agent(config, env, start_model, logger, config.threads)
 
     def save(folder: Path) -> None:
         save_checkpoint(folder, agent.policy.export_lm(), tokenizer, {**meta, "timesteps": int(agent.num_timesteps)},

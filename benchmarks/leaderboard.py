@@ -42,10 +42,9 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
     """Run one method on one task and seed; returns its record and the final checkpoint folder."""
     import time
 
-    import torch
-
     from agents.config import from_dict, TrainConfig
-    from agents.train import choose_threads, held_out_eval, run_training
+    from agents.train import held_out_eval, run_training
+    from textgym.threads import default_threads, set_threads
 
     config = from_dict(TrainConfig, spec.config)
     config.out = str(work_dir / spec.run_name)
@@ -53,7 +52,8 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
         if init is None:
             raise ValueError("sft+ppo needs the same task and seed's sft checkpoint")
         config.init = init
-    torch.set_num_threads(choose_threads(config.threads))
+    # Pinned, never load-based: a record's timings are comparable only with others on as many threads.
+    config.threads = set_threads(config.threads or default_threads())
     start = time.perf_counter()
     if spec.method == "zero-shot":
         from textgym.models import load_tokenizer
@@ -67,7 +67,7 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
                  "stats": trained.stats, "curve": _read_curve(Path(config.out))}
     wall = time.perf_counter() - start
     record = make_record(spec, config, metrics, wall_seconds=wall, signature=metric_signature(config),
-                         facts=environment_facts(config.device, torch.get_num_threads()), **train)
+                         facts=environment_facts(config.device, config.threads), **train)
     return record, checkpoint
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -64,7 +65,20 @@ def device_name(device: str, threads: int) -> str:
 
 def environment_facts(device: str, threads: int) -> dict[str, Any]:
     return {"git": git_commit(), "packages": package_versions(), "device": device_name(device, threads),
-            "host": hashlib.sha256(platform.node().encode()).hexdigest()[:8], "python": platform.python_version()}
+            "threads": threads, "host": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
+            "python": platform.python_version()}
+
+
+def record_threads(record: dict[str, Any]) -> int | None:
+    """The torch threads a run used: its ``threads``, else (older records) read from its device name.
+
+    >>> record_threads({"device": "cpu: AMD EPYC (2 threads of 2 cores)"}), record_threads({"threads": 4})
+    (2, 4)
+    """
+    if record.get("threads") is not None:
+        return int(record["threads"])
+    found = re.search(r"\((\d+) threads of \d+ cores\)", str(record.get("device", "")))
+    return int(found.group(1)) if found else None
 
 
 def metric_signature(config: Any) -> str:

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from leaderboard_records import load_records
+from leaderboard_records import load_records, record_threads
 from leaderboard_suite import METHODS
 
 # Task metrics, then the quality guards; a table shows the columns that some of its records have.
@@ -34,15 +34,24 @@ def mean_std(values: list[float], digits: int = 3) -> str:
 
 
 def _method_rows(records: list[Record]) -> list[tuple[str, list[Record]]]:
-    """Rows per method (canonical order); a method run with several configs gets one row per config hash."""
-    by_method: dict[str, dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    """Rows per method (canonical order); a method run with several configs gets one row per config hash.
+
+    When the table's runs used different torch thread counts, every row says its count and runs on
+    different counts are never averaged together (their timings are not comparable).
+    """
+    mixed = len({record_threads(r) for r in records}) > 1
+    by_method: dict[str, dict[tuple[str, int], list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        by_method[r["method"]][r["config_hash"]].append(r)
+        by_method[r["method"]][(r["config_hash"], (record_threads(r) or 0) if mixed else 0)].append(r)
     rows = []
     for method in sorted(by_method, key=lambda m: (METHODS.index(m) if m in METHODS else len(METHODS), m)):
-        configs = by_method[method]
-        for cfg, group in sorted(configs.items()):
-            rows.append((method if len(configs) == 1 else f"{method} [cfg {cfg}]", group))
+        groups = by_method[method]
+        several_configs = len({cfg for cfg, _ in groups}) > 1
+        for (cfg, threads), group in sorted(groups.items()):
+            label = f"{method} [cfg {cfg}]" if several_configs else method
+            if mixed:
+                label += f" [{threads or '?'} thread{'' if threads == 1 else 's'}]"
+            rows.append((label, group))
     return rows
 
 
@@ -99,7 +108,8 @@ def render(records_dir: Path, out: Path, plots_dir: Path) -> Path:
              "positive-sentiment probability; `train s` is training time "
              "without evaluation, `wall s` the whole run with its evaluation; `rollout tok/s` is generated tokens per second of the rollout phase (sampling "
              "plus the reference and value passes). Records "
-             "whose metric signature differs are listed apart, never averaged together.", ""]
+             "whose metric signature differs are listed apart, never averaged together; so are runs on different "
+             "torch thread counts (rows marked `[N threads]`, whose timings are not comparable).", ""]
     if not records:
         lines.append("No records yet: run `python benchmarks/leaderboard.py run --suite quick`.")
     by_suite: dict[str, list[Record]] = defaultdict(list)

@@ -8,6 +8,10 @@ Measures, on the same model, batch, prompt length and generation length:
    stock ``stable_baselines3.PPO`` with ``TransformerPolicy`` on a ``DummyVecEnv`` of TextEnvs;
 4. peak memory of each phase (RSS polled on CPU; ``torch.cuda.max_memory_allocated`` on GPU).
 
+Every phase runs on the same, pinned number of torch threads (``--threads``; default: all cores,
+or ``$OMP_NUM_THREADS``); each row records the threads it ran on, and ratios between rows that
+ran on different counts are refused.
+
 Prints a table, then one JSON line. Example (the numbers in benchmarks/README.md)::
 
     python benchmarks/throughput.py --model smollm2-135m --batch 8 --prompt-length 64 --new-tokens 32
@@ -32,8 +36,10 @@ import numpy as np
 import torch
 
 import textgym  # noqa: F401  (registers the ids)
+from textgym.argtypes import int_in
 from textgym.data.base import Sample
 from textgym.devices import resolve_device
+from textgym.threads import default_threads, set_threads
 from textgym.vector import TokenVecEnv
 
 
@@ -161,13 +167,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-stock", action="store_true", help="skip the (slow) stock SB3 iteration")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int_in(1), default=None,
+                        help="torch CPU threads for every phase (default: $OMP_NUM_THREADS, else all cores)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere")
     parser.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.threads = set_threads(args.threads or default_threads())  # pinned, never load-based
+    print(f"torch threads: {args.threads} (every phase)", flush=True)
     device = resolve_device(args.device)
     torch.manual_seed(0)
 
@@ -181,19 +188,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     venv = TokenVecEnv(env, args.batch, device)
     venv.seed(0)
     fast = PPO("TransformerPolicy", venv, n_steps=args.new_tokens, batch_size=args.minibatch,
-               n_epochs=1, device=device, seed=0, policy_kwargs=policy_kwargs)
+               n_epochs=1, device=device, seed=0, policy_kwargs=policy_kwargs, threads=args.threads)
     memory = PeakMemory(device)
     rows: dict[str, dict[str, float]] = {}
 
     with memory.measure():
         seconds, tokens = bench_bare_sampling(fast.policy, venv, args.repeats)
     rows["bare KV-cache sampling"] = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
-                                      **memory.row()}
+                                      "threads": torch.get_num_threads(), **memory.row()}
     with memory.measure():
         seconds, batch = timed(lambda: generate_episodes(fast.policy, venv), args.repeats, device)
     rows["fast-path rollout (env+policy+reward)"] = {"seconds": seconds, "tokens": batch.num_steps,
                                                      "tokens_per_s": batch.num_steps / seconds,
-                                                     **memory.row()}
+                                                     "threads": torch.get_num_threads(), **memory.row()}
 
     def fast_iteration() -> int:
         before = fast.num_timesteps
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with memory.measure():
         seconds, steps = timed(fast_iteration, args.repeats, device)
     rows["PPO iteration, fast path"] = {"seconds": seconds, "tokens": steps, "tokens_per_s": steps / seconds,
-                                        **memory.row()}
+                                        "threads": torch.get_num_threads(), **memory.row()}
     if not args.skip_stock:
         stock_env = DummyVecEnv([functools.partial(copy.deepcopy, env) for _ in range(args.batch)])
         stock = StockPPO(TransformerPolicy, stock_env, n_steps=args.new_tokens,
@@ -215,17 +222,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stock.learn(1, reset_num_timesteps=False)
             return stock.num_timesteps - before
 
+        set_threads(args.threads)  # stock SB3 leaves threads alone; pinned here all the same
         with memory.measure():
             # Minutes per iteration for a real model: one untimed warm-up would double the run for
             # a start-up cost that is negligible at that scale.
             seconds, steps = timed(stock_iteration, max(1, args.repeats // 3), device, warmup=False)
         rows["PPO iteration, stock SB3 (DummyVecEnv)"] = {"seconds": seconds, "tokens": steps,
                                                           "tokens_per_s": steps / seconds,
-                                                          **memory.row()}
+                                                          "threads": torch.get_num_threads(), **memory.row()}
     return report(args, device, rows, fast)
 
 
+def check_same_threads(rows: dict[str, dict[str, float]]) -> int:
+    """The one thread count every row ran on; a ValueError when they differ (their ratios would mean nothing)."""
+    counts = {name: row["threads"] for name, row in rows.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"refusing to compare rows that ran on different torch thread counts: {counts}")
+    return next(iter(counts.values()))
+
+
 def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[str, float]], fast: Any) -> dict:
+    threads = check_same_threads(rows)
     bare = rows["bare KV-cache sampling"]["tokens_per_s"]
     rollout = rows["fast-path rollout (env+policy+reward)"]["tokens_per_s"]
     result: dict[str, Any] = {
@@ -233,7 +250,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[
         "model": args.model if args.model != "config" else f"llama-config h{args.hidden} l{args.layers}",
         "parameters_m": round(sum(p.numel() for p in fast.policy.lm.parameters()) / 1e6, 1),
         "batch": args.batch, "minibatch": args.minibatch, "prompt_tokens": fast.env.prompt_length, "new_tokens": args.new_tokens,
-        "threads": torch.get_num_threads(), "repeats": args.repeats, "torch": torch.__version__,
+        "threads": threads, "repeats": args.repeats, "torch": torch.__version__,
         "python": platform.python_version(), "precision": "bf16" if fast.policy.uses_bf16() else "fp32",
         "lora_r": args.lora_r, "rows": rows,
         "rollout_vs_bare": rollout / bare,
@@ -243,7 +260,8 @@ def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[
         stock_rate = rows["PPO iteration, stock SB3 (DummyVecEnv)"]["tokens_per_s"]
         result["ppo_iteration_speedup_per_token"] = fast_rate / stock_rate
     print(f"\n{result['model']} ({result['parameters_m']}M params) on {result['device']}, batch {args.batch}, "
-          f"prompt {result['prompt_tokens']} tokens, {args.new_tokens} new tokens, median of {args.repeats}")
+          f"prompt {result['prompt_tokens']} tokens, {args.new_tokens} new tokens, median of {args.repeats}, "
+          f"{threads} torch thread(s)")
     print(f"{'':42} {'seconds':>9} {'tokens':>7} {'tokens/s':>10} {'peak MB':>9} {'added MB':>9}")
     for name, row in rows.items():
         print(f"{name:42} {row['seconds']:9.3f} {row['tokens']:7d} {row['tokens_per_s']:10.1f} "

@@ -11,7 +11,9 @@ Systems (each in its own subprocess, one after the other, so their peak RSS is t
 
 The workload (the issue's): SmolLM2-135M-Instruct, 16 CommonGen prompts left-padded to 64 tokens,
 32 new tokens at temperature 1 with no early stop (EOS does not end an episode), one epoch of one
-minibatch, learning rate 1e-5, KL coefficient 0.05, the same torch threads everywhere. Each system
+minibatch, learning rate 1e-5, KL coefficient 0.05, the same torch threads everywhere (``--threads``,
+pinned in every worker; each reports the count it ran on, and a table whose systems ran on different
+counts is refused). Each system
 runs ``--warmup`` untimed iterations, then ``--iterations`` timed ones; the table shows the median
 seconds per iteration and the peak RSS of the whole process (``wait4`` rusage of the child).
 textgym also reports where an iteration's time goes, and one iteration in units of one bare
@@ -39,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from textgym.argtypes import int_in
 from textgym.models import default_model
 
 HERE = Path(__file__).resolve().parent
@@ -129,7 +132,7 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
                          lora=dict(r=spec["lora_r"]) if lora else None)
     model = PPO("TransformerPolicy", venv, learning_rate=spec["learning_rate"], kl_coef=spec["kl_coef"],
                 n_steps=spec["new_tokens"], batch_size=spec["batch"] * spec["new_tokens"], n_epochs=1,
-                device=device, seed=0, policy_kwargs=policy_kwargs)
+                device=device, seed=0, policy_kwargs=policy_kwargs, threads=spec["threads"])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     timer = PhaseTimer(sync)
     timer.wrap(agents.base, "generate_episodes", "generation (KV cache, env, reward)")
@@ -153,6 +156,7 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     median_iteration = spec["warmup"] + timed.index(statistics.median_low(timed))
     return {"iteration_seconds": times, "bare_generate_seconds": bare, "tokens_per_iteration": tokens,
             "phases": phases[median_iteration],  # the phases of the median iteration, so they add up
+            "threads": torch.get_num_threads(),
             "trainable_parameters": sum(p.numel() for p in model.policy.parameters() if p.requires_grad)}
 
 
@@ -194,6 +198,13 @@ def run_child(cmd: list[str], threads: int) -> tuple[dict[str, Any] | None, floa
     return (result if proc.returncode == 0 else None), usage.ru_maxrss / 2**20, tail  # ru_maxrss: KiB
 
 
+def check_same_threads(results: dict[str, dict[str, Any]], threads: int) -> None:
+    """Refuse (ValueError) to compare systems that did not all run on ``threads`` torch threads."""
+    counts = {name: r.get("threads") for name, r in results.items()}
+    if any(n != threads for n in counts.values()):
+        raise ValueError(f"refusing to compare: --threads {threads}, but the systems ran on {counts} torch threads")
+
+
 def table(results: dict[str, dict[str, Any]], spec: dict[str, Any]) -> str:
     lines = [f"| system | s / iteration (median of {spec['iterations']}) | peak RSS (GB) | vs TRL PPO time "
              "| vs TRL PPO memory |", "|---|---|---|---|---|"]
@@ -217,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int_in(1), default=1, help="torch threads of every system (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="textgym's device (TRL picks the GPU when there is one)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--lora-r", type=int, default=8)
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[name] = {**result, "median_s": statistics.median_low(timed), "peak_rss_gb": peak_gb}
             print(f"  {name}: {results[name]['median_s']:.2f} s / iteration {['%.2f' % t for t in timed]}, "
                   f"peak RSS {peak_gb:.2f} GB", flush=True)
+    check_same_threads(results, args.threads)
     report(results, spec, args)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
@@ -264,7 +276,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(results: dict[str, dict[str, Any]], spec: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"\n{args.model}, batch {args.batch}, prompts left-padded to {args.prompt_length} tokens, "
-          f"{args.new_tokens} new tokens, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
+          f"{args.new_tokens} new tokens, {args.threads} torch thread(s) in every system, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     print(table(results, spec))
     for name in ("textgym", "textgym-lora"):
         r = results.get(name)

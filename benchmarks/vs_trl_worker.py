@@ -107,7 +107,8 @@ def main(system: str, spec_path: str) -> None:
         clock = (run_ppo if system == "ppo" else run_grpo)(spec, tokenizer, out)
     import trl
 
-    print("RESULT " + json.dumps({"iteration_seconds": clock.seconds, "trl": trl.__version__}), flush=True)
+    print("RESULT " + json.dumps({"iteration_seconds": clock.seconds, "trl": trl.__version__,
+                                  "threads": torch.get_num_threads()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,23 @@ def test_render_means_stds_and_keeps_other_signatures_apart(tmp_path):
     assert "![learning curves](plots/s__Generation-v0.png)" in text
 
 
+def test_runs_on_different_thread_counts_are_listed_apart(tmp_path):
+    from leaderboard_records import record_threads
+
+    records = tmp_path / "records"
+    write_record({**fake_record(seed=0, bleu=0.1), "threads": 1}, records)
+    write_record({**fake_record(seed=1, bleu=0.3), "threads": 2, "wall_seconds": 5.0}, records)
+    write_record({**fake_record("zero-shot"), "threads": None, "device": "cpu: X (1 threads of 2 cores)"}, records)
+    text = render(records, tmp_path / "L.md", tmp_path / "plots").read_text()
+    assert "| ppo [1 thread] | 1 | 0.100 |" in text and "| ppo [2 threads] | 1 | 0.300 |" in text
+    assert "| zero-shot [1 thread] | 1 |" in text and "0.200 ± " not in text  # never averaged together
+    assert record_threads({"device": "cuda: H100"}) is None
+    same = tmp_path / "same"
+    write_record({**fake_record(seed=0), "threads": 1}, same)
+    write_record({**fake_record(seed=1, bleu=0.3), "threads": 1}, same)
+    assert "| ppo | 2 | 0.200 ± 0.141 |" in render(same, tmp_path / "S.md", tmp_path / "plots").read_text()
+
+
 def test_readme_blocks_are_replaced_between_each_suites_markers_only(tmp_path):
     records = tmp_path / "records"
     write_record({**fake_record(), "suite": "quick"}, records)
@@ -169,6 +186,7 @@ def _check_records(records_dir, methods):
     assert sorted(r["method"] for r in records) == sorted(methods)
     for r in records:
         assert r["git"]["commit"] and r["packages"]["torch"] and r["device"].startswith(("cpu", "cuda"))
+        assert r["threads"] == r["config"]["threads"] == 1  # the suite's pinned count, stored
         assert {"bleu", "rouge1", "rouge2", "rougeL", "perplexity", "distinct_2"} <= set(r["test_metrics"]) and len(r["config_hash"]) == 12
         assert "nrefs:var" in r["metric_signature"] and "eval=test:3|max_new_tokens:4" in r["metric_signature"]
         if r["method"] in ("ppo", "sft+ppo"):

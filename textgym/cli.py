@@ -16,11 +16,14 @@ from typing import Any, NoReturn, Sequence
 
 from textgym.argtypes import int_in
 from textgym.io import atomic_write_json, check_writable_file
+from textgym.threads import parse_threads
 
 MAX_TOKENS_LIMIT = 8192  # textgym.core's bound on lengths (not imported: core pulls in numpy and gymnasium)
 
 CHECKPOINT_META = "textgym_checkpoint.json"  # written by agents.checkpoints.save_checkpoint
 EVAL_METRICS = ("bleu", "rouge1", "rouge2", "rougeL")
+THREADS_HELP = ("torch CPU threads: N, or auto (the cores other processes leave idle now); "
+                "default: $OMP_NUM_THREADS, else every core")
 
 
 def format_table(rows: list[list[str]]) -> str:
@@ -105,9 +108,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for key in ("data_dir", "max_new_tokens", "reward"):
         if getattr(args, key) is not None:  # 0 is a value, not "unset"
             env_kwargs[key] = getattr(args, key)
-    from textgym.threads import set_threads
+    from textgym.threads import resolve_threads, set_threads
 
-    set_threads(args.threads)
+    threads, why = resolve_threads(args.threads)
+    print(f"textgym eval: {set_threads(threads)} CPU thread(s) ({why})")
     result = evaluate(args.env, model, split=args.split, n=args.n, batch_size=args.batch_size,
                       device=args.device, do_sample=args.sample, seed=args.seed,
                       perplexity=not args.no_perplexity, base_model=base_model, **env_kwargs)
@@ -149,7 +153,7 @@ def _add_eval(sub: Any) -> None:
     ev.add_argument("--metrics", nargs="*", help="extra metrics, e.g. chrf or a learned reward rm:NAME")
     ev.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
     ev.add_argument("--device", default="auto")
-    ev.add_argument("--threads", type=int_in(1), default=None, help="CPU threads (default: $OMP_NUM_THREADS, else the idle cores)")
+    ev.add_argument("--threads", type=parse_threads, default=None, help=THREADS_HELP)
     ev.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     ev.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     ev.add_argument("--no-perplexity", action="store_true", help="skip the perplexity under the base model")
