@@ -20,6 +20,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from agents.buffers import EpisodeBatch, EpisodeRolloutBuffer, KLPenaltyRolloutBuffer, compute_gae
 from agents.checkpoints import check_agent_zip
 from agents.envs import make_text_env, wrap_env
+from agents.groups import episode_returns, grouped
 from agents.kl import KLStats, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
@@ -257,6 +258,17 @@ class TextAlgorithm:
         batch.rewards = batch.env_rewards - self.kl_coef * kl
         batch.advantages, batch.returns = self.episode_advantages(batch)
         self.kl_stats.add_episodes(kl, batch.step_mask)
+        self._record_scores(episode_returns(batch.env_rewards, batch.step_mask))
+
+    def _record_scores(self, scores: th.Tensor) -> None:
+        """This rollout's sampled task scores ``(E,)``: their mean, and with groups how much of their variance
+        lies between prompts (what a prompt-blind baseline cannot remove) and within them (what the actions change)."""
+        self.logger.record("rollout/score_mean", float(scores.mean()))
+        k = getattr(self.env, "group_size", 1)
+        if k > 1 and scores.numel() >= 2 * k:
+            groups = grouped(scores, k)  # (G, k)
+            self.logger.record("rollout/score_var_within_prompt", float(groups.var(-1).mean()))
+            self.logger.record("rollout/score_var_between_prompt", float(groups.mean(-1).var()))
 
     def episode_advantages(self, batch: EpisodeBatch) -> tuple[th.Tensor, th.Tensor]:
         """``(advantages, returns)``, each ``(E, T)``, of the episodes' KL-penalised ``rewards``: GAE by default."""
@@ -297,13 +309,15 @@ class TextAlgorithm:
         """True to end this update's epochs before the next gradient step (PPO's ``target_kl``); ``logs``: this minibatch's."""
         return False
 
-    def _gradient_step(self, loss: th.Tensor) -> None:
-        """zero_grad, backward, clip to ``max_grad_norm``, step (a non-finite gradient skips the step: see the policy)."""
+    def _gradient_step(self, loss: th.Tensor) -> float:
+        """zero_grad, backward, clip to ``max_grad_norm``, step (a non-finite gradient skips the step: see the policy).
+        Returns the gradient norm before clipping."""
         optimizer = self.policy.optimizer
         optimizer.zero_grad()
         loss.backward()
-        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        norm = th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         optimizer.step()
+        return float(norm)
 
     def train_episodes(self) -> None:
         """``n_epochs`` passes over episode minibatches of about ``batch_size`` steps (one pass of all when absent)."""
@@ -322,7 +336,7 @@ class TextAlgorithm:
                 if self.stop_update(parts):
                     stop = True
                     break
-                self._gradient_step(loss)
+                logs["grad_norm"].append(self._gradient_step(loss))
             self._n_updates += 1
             if stop:
                 break

@@ -83,9 +83,15 @@ class RunMonitor(BaseCallback):
         self.start = time.perf_counter()
         self._t0 = 0.0
         self._steps0 = 0
+        self._last_update: dict[str, float] = {}
 
     def _on_rollout_start(self) -> None:
         self._t0, self._steps0 = time.perf_counter(), self.model.num_timesteps
+        # train/ values of the update before this rollout (SB3 dumps the logs before train, so they are
+        # still there now): explained variance, gradient norm, losses; written with this rollout's point.
+        logged = self.model.logger.name_to_value
+        self._last_update = {key.split("/", 1)[1]: float(value) for key, value in logged.items()
+                             if key.startswith("train/") and isinstance(value, (int, float))}
 
     def _on_rollout_end(self) -> None:
         self.rollout_seconds += time.perf_counter() - self._t0
@@ -102,9 +108,10 @@ class RunMonitor(BaseCallback):
             if values:
                 point[name] = float(np.mean(values))
         logged = model.logger.name_to_value  # this rollout's values, recorded before on_rollout_end
-        for name in ("kl", "kl_per_token"):
-            if f"rollout/{name}" in logged:
-                point[name] = float(logged[f"rollout/{name}"])
+        for key, value in logged.items():  # kl, kl_per_token, score_mean, the score variance split, task metrics
+            if key.startswith("rollout/") and isinstance(value, (int, float)):
+                point.setdefault(key.split("/", 1)[1], float(value))
+        point.update({f"update_{k}": v for k, v in self._last_update.items()})
         point["kl_coef"] = float(getattr(model, "kl_coef", 0.0))
         with open(self.out / "curve.jsonl", "a") as handle:
             handle.write(json.dumps(point) + "\n")
