@@ -23,6 +23,7 @@ from agents.envs import make_text_env, wrap_env
 from agents.groups import episode_returns, grouped
 from agents.kl import KLStats, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
+from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
 from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_text_args
 from textgym.io import atomic_file
@@ -152,7 +153,16 @@ class TextAlgorithm:
         if not self.uses_critic and self.policy.critic_trunk is not None:
             raise ValueError(f"{type(self).__name__} has no critic: separate_critic=True would train a trunk for nothing")
         self.policy.init_reference()  # the initial policy, frozen (with LoRA: adapters disabled)
+        self._check_reference()
         self._build_rollout_buffer()
+
+    def _check_reference(self) -> None:
+        """Fingerprint the reference; at load (the zip's record is already in ``__dict__``), check it is the saved one."""
+        with self.policy.reference() as reference:
+            fingerprint = weights_fingerprint(reference)
+        check_rebuilt_reference(getattr(self, "reference_record", None), fingerprint, type(self).__name__)
+        self.reference_record = reference_record(
+            self.policy.model_name, fingerprint, saved=not self.policy.reference_can_be_rebuilt())
 
     def _build_rollout_buffer(self) -> None:
         """The rollout buffer the current env needs: episodes on the fast path, SB3's per-step one with the KL penalty else."""
@@ -370,12 +380,24 @@ class TextAlgorithm:
             path = check_agent_zip(path, custom_objects)
         return super().load(path, env=env, device=device, custom_objects=custom_objects, **kwargs)  # type: ignore[misc]
 
-    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
-        """SB3's ``save``, written atomically: a crash mid-write never leaves a half checkpoint."""
-        if not isinstance(path, (str, os.PathLike)):
-            return super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
-        final = Path(path)
-        if final.suffix == "":
-            final = final.with_suffix(".zip")  # SB3's own naming rule
-        with atomic_file(final, "wb") as handle:
-            super().save(handle, exclude=exclude, include=include)  # type: ignore[misc]
+    def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False) -> None:
+        """SB3's ``save``, written atomically: a crash mid-write never leaves a half checkpoint.
+
+        The zip holds what ``load`` needs to resume (weights, optimizer, counters) but not the frozen
+        reference, which ``load`` rebuilds from ``model_name`` and checks against a fingerprint (see
+        :mod:`agents.reference`). ``include_reference=True`` stores it too, for a reference whose source
+        will not outlive the agent (e.g. an SFT checkpoint that will be deleted).
+        """
+        policy = self.policy
+        policy.save_reference = include_reference
+        self.reference_record = {**self.reference_record, "saved": not policy.reference_can_be_rebuilt()}
+        try:
+            if not isinstance(path, (str, os.PathLike)):
+                return super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
+            final = Path(path)
+            if final.suffix == "":
+                final = final.with_suffix(".zip")  # SB3's own naming rule
+            with atomic_file(final, "wb") as handle:
+                super().save(handle, exclude=exclude, include=include)  # type: ignore[misc]
+        finally:
+            policy.save_reference = False

@@ -248,7 +248,7 @@ class TransformerPolicy(ActorCriticPolicy):
     def init_reference(self) -> None:
         """Freeze the current LM as the KL reference (the algorithms call this once, at set-up).
 
-        Without LoRA: a frozen copy of the LM, saved with the policy. With LoRA: nothing to copy,
+        Without LoRA: a frozen copy of the LM (not saved: rebuilt from ``model_name``). With LoRA: nothing to copy,
         the reference is the same LM with its adapters disabled (one copy of the base weights).
         """
         if self.peft_model is None and self.reference_lm is None:
@@ -276,24 +276,37 @@ class TransformerPolicy(ActorCriticPolicy):
             self.reference_lm.eval()  # the reference never runs in training mode (dropout)
         return self
 
-    def _frozen_base_keys(self) -> set[str]:
-        """State-dict keys of the frozen LoRA base weights: rebuilt from ``model_name``, so not saved."""
-        if self.peft_model is None or self.model_config is not None:
-            return set()  # a config-built model's random base weights cannot be rebuilt: save them
-        trainable = {name for name, p in self.lm.named_parameters(remove_duplicate=False) if p.requires_grad}
-        return {f"lm.{name}" for name in self.lm.state_dict(keep_vars=True) if name not in trainable}
+    # Set for one save by ``save(..., include_reference=True)``: the frozen reference copy is saved too.
+    save_reference = False
+
+    def _rebuilt_keys(self) -> set[str]:
+        """State-dict keys rebuilt from ``model_name`` at load, so not saved: the frozen reference copy,
+        and with LoRA the frozen base weights (see :mod:`agents.reference`)."""
+        if self.model_config is not None:
+            return set()  # a config-built model's random weights cannot be rebuilt: save them
+        keys = set()
+        if self.reference_lm is not None and not self.save_reference:
+            keys |= {f"reference_lm.{name}" for name in self.reference_lm.state_dict(keep_vars=True)}
+        if self.peft_model is not None:
+            trainable = {name for name, p in self.lm.named_parameters(remove_duplicate=False) if p.requires_grad}
+            keys |= {f"lm.{name}" for name in self.lm.state_dict(keep_vars=True) if name not in trainable}
+        return keys
+
+    def reference_can_be_rebuilt(self) -> bool:
+        """Whether a save leaves the reference out (it comes back from ``model_name`` at load)."""
+        return self.model_config is None and not self.save_reference
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """nn.Module's state dict; with LoRA on a named model, only the adapters and the value head."""
+        """nn.Module's state dict without what ``model_name`` rebuilds (the reference; with LoRA the base weights)."""
         state = super().state_dict(*args, **kwargs)
-        frozen = self._frozen_base_keys()
+        frozen = self._rebuilt_keys()
         prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
         return type(state)((k, v) for k, v in state.items() if k[len(prefix):] not in frozen)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
-        """Load a state dict from :meth:`state_dict`; the frozen LoRA base weights may be absent."""
+        """Load a state dict from :meth:`state_dict`; what ``model_name`` rebuilds may be absent."""
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = sorted(set(result.missing_keys) - self._frozen_base_keys())
+        missing = sorted(set(result.missing_keys) - self._rebuilt_keys())
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(f"policy state dict does not match this policy (lora={self.lora}): missing "
                                f"{missing[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}")

@@ -83,7 +83,9 @@ def test_save_is_small_and_load_predicts_the_same(tiny_model, tmp_path):
     full.save(tmp_path / "full.zip")
     lora_size, full_size = (tmp_path / "lora.zip").stat().st_size, (tmp_path / "full.zip").stat().st_size
     print(f"agent.zip: LoRA {lora_size} bytes, full fine-tuning {full_size} bytes")
-    assert lora_size < full_size / 3  # on this tiny model the zip's fixed overhead is a good part of it
+    # full: weights + Adam moments (the reference is rebuilt, not saved); on this tiny model the zip's
+    # fixed overhead is a good part of the LoRA zip
+    assert lora_size < full_size / 2
     with zipfile.ZipFile(tmp_path / "lora.zip") as archive:
         state = th.load(archive.open("policy.pth"), weights_only=True)
     assert state and all("lora_" in key or key.startswith("value_head") for key in state)
