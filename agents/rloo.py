@@ -11,7 +11,7 @@ from stable_baselines3 import A2C as SB3A2C
 from agents.base import TextAlgorithm
 from agents.buffers import EpisodeBatch
 from agents.groups import episode_returns, leave_one_out_advantages, per_step
-from agents.losses import masked_mean
+from agents.losses import masked_mean, normalize
 from agents.policies import TransformerPolicy
 from agents.settings import OnPolicyConfig, ranged
 
@@ -23,6 +23,7 @@ class RLOOConfig(OnPolicyConfig):
     learning_rate: float = ranged(1e-5, 0)
     n_steps: int = ranged(16, 1)
     group_size: int = ranged(4, 2)
+    normalize_advantage: bool = False
 
 
 class RLOO(TextAlgorithm, SB3A2C):
@@ -36,7 +37,9 @@ class RLOO(TextAlgorithm, SB3A2C):
 
     Same constructor, ``learn``, ``predict``, ``save``/``load``, callbacks and logger as
     :class:`agents.PPO`; hyperparameters default to :class:`RLOOConfig` (``group_size=4``: each prompt
-    goes to 4 consecutive envs, so ``n_envs`` must be a multiple of it). Needs the fast path.
+    goes to 4 consecutive envs, so ``n_envs`` must be a multiple of it). ``normalize_advantage=True``
+    scales the rollout's advantages to unit variance, which makes the step size independent of the
+    reward's scale (a sentiment probability varies by about 0.1 between samples). Needs the fast path.
 
     Example::
 
@@ -46,7 +49,7 @@ class RLOO(TextAlgorithm, SB3A2C):
 
     config_class = RLOOConfig
     uses_critic = False
-    sb3_defaults: ClassVar[dict[str, Any]] = {"use_rms_prop": False, "normalize_advantage": False}
+    sb3_defaults: ClassVar[dict[str, Any]] = {"use_rms_prop": False}
     policy_aliases: ClassVar[dict[str, type]] = {**SB3A2C.policy_aliases, "TransformerPolicy": TransformerPolicy}
 
     def episode_advantages(self, batch: EpisodeBatch) -> tuple[th.Tensor, th.Tensor]:
@@ -58,7 +61,8 @@ class RLOO(TextAlgorithm, SB3A2C):
                      entropy: th.Tensor) -> tuple[th.Tensor, dict[str, Any]]:
         """``-A * log pi`` averaged over the rollout's tokens, plus the entropy bonus."""
         mask = batch.step_mask.float()
-        policy_loss = -masked_mean(batch.advantages * log_probs, mask)
+        advantages = normalize(batch.advantages, mask) if self.normalize_advantage else batch.advantages
+        policy_loss = -masked_mean(advantages * log_probs, mask)
         entropy_loss = -masked_mean(entropy, mask)
         loss = policy_loss + self.ent_coef * entropy_loss
         return loss, {"policy_loss": policy_loss, "entropy_loss": entropy_loss, "loss": loss}
