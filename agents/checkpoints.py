@@ -4,7 +4,8 @@ Every checkpoint that ``textgym train`` writes (SFT, PPO, A2C; periodic and fina
 so ``--init``, ``--model`` and ``textgym eval --checkpoint`` all read it with ``from_pretrained``.
 PPO/A2C checkpoints also hold ``agent.zip`` (SB3's full state: value head, reference, optimizer)
 to resume training with ``agents.PPO.load``. Folders are written atomically: into a temporary
-sibling first, then renamed into place.
+sibling first, then renamed into place. Reading them (:data:`META_FILE`, ``read_meta``,
+``check_checkpoint``) lives in :mod:`textgym.checkpoints`, which ``textgym eval`` shares.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from textgym.io import atomic_dir, read_dir
+from textgym.checkpoints import META_FILE, check_checkpoint, read_meta  # noqa: F401  (the read side, re-exported)
+from textgym.io import atomic_dir
 
-META_FILE = "textgym_checkpoint.json"
 _STEP_NAME = re.compile(r"step_(\d+)")
 
 
@@ -76,33 +77,6 @@ def next_checkpoint_step(num_timesteps: int, every: int) -> int:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"checkpoint.every must be an int >= 1 here, got {every!r}")
     return (int(num_timesteps) // every + 1) * every
-
-
-def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a checkpoint folder (``{}`` for a plain Hugging Face folder)."""
-    path = read_dir(folder) / META_FILE
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is corrupt (not UTF-8 JSON: {exc}); delete the file or the checkpoint") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} is corrupt: expected a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-def check_checkpoint(folder: str | os.PathLike) -> Path:
-    """Return ``folder`` if it is a loadable model folder, else raise FileNotFoundError saying why."""
-    path = read_dir(Path(folder).expanduser())
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-    if not (path / "config.json").is_file():
-        hint = ""
-        if (path / "final" / "config.json").is_file():
-            hint = f"; did you mean {path / 'final'}?"
-        raise FileNotFoundError(f"{path} is not a model checkpoint (no config.json){hint}")
-    return path
 
 
 def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | None = None) -> Path:

@@ -9,8 +9,8 @@ from typing import Sequence
 
 from agents.settings import ALGOS
 from textgym.argtypes import int_in
-from textgym.cli import THREADS_HELP, OneLineParser
-from textgym.threads import parse_threads
+from textgym.console import OneLineParser
+from textgym.threads import THREADS_HELP, parse_threads
 
 _TRAIN_FLAGS = {"env": "env.id", "algo": "algo", "model": "model", "init": "init", "total_timesteps": "total_timesteps",
                 "num_envs": "num_envs", "device": "device", "seed": "seed", "out": "out", "threads": "threads",
@@ -62,6 +62,9 @@ def train_command(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    from textgym.cli import main
+    # `python -m agents.cli ARGS` runs the textgym program as `textgym train ARGS` (its one-line
+    # errors, --debug, --verbose): the program is run, not imported, as agents import no CLI code.
+    import runpy
 
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.argv = ["textgym", "train", *sys.argv[1:]]
+    runpy.run_module("textgym.cli", run_name="__main__", alter_sys=True)

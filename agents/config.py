@@ -24,6 +24,7 @@ from agents.ppo import PPOConfig
 from agents.rloo import RLOOConfig
 from agents.settings import ALGOS, Checked, ranged
 from agents.sft import SFTConfig
+from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.models import default_model
 
 __all__ = ["A2CConfig", "GRPOConfig", "RLOOConfig", "ConfigError", "EnvConfig", "EvalConfig", "LoraSettings", "PPOConfig", "PolicyConfig",
@@ -45,8 +46,6 @@ def check_split(spec: Any, what: str) -> None:
 
     if not isinstance(spec, str) or parse_split(spec).name not in SPLITS:
         raise ValueError(f"{what} must be one of {list(SPLITS)}, optionally sliced as in 'train[:90%]', got {spec!r}")
-REWARD_MODES = ("terminal", "dense")
-MAX_TOKENS = 8192  # as textgym.core's sanity bound on lengths
 
 
 @dataclass

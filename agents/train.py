@@ -18,8 +18,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 import textgym
-from agents.checkpoints import check_checkpoint, next_checkpoint_step, prune_checkpoints, read_meta, save_checkpoint
+from agents.checkpoints import next_checkpoint_step, prune_checkpoints, save_checkpoint
 from agents.config import TrainConfig, config_hash, to_dict
+from textgym.checkpoints import check_checkpoint, read_meta
 from textgym.io import atomic_write_json, check_writable_dir
 from textgym.threads import set_threads
 
@@ -132,8 +133,7 @@ class RunMonitor(BaseCallback):
 
 def held_out_eval(config: TrainConfig, model: Any, tokenizer: Any) -> Any:
     """Greedy evaluation on ``config.eval.split`` (first ``config.eval.n`` items): BLEU, ROUGE-1/2/L, length, diversity."""
-    from textgym.cli import eval_metrics
-    from textgym.evaluation import evaluate
+    from textgym.evaluation import eval_metrics, evaluate
 
     return evaluate(config.env.id, model, split=config.eval.split, n=config.eval.n, batch_size=config.eval.batch_size,
                     device=config.device, seed=config.seed, progress=config.progress_bar, tokenizer=tokenizer,
@@ -272,7 +272,7 @@ def _write_summary(config: TrainConfig, result: TrainResult, before: Any, after:
 
 def log_before(config: TrainConfig, before: Any, log: Log = print) -> None:
     """Print the held-out metrics of the starting model, before training starts."""
-    from textgym.cli import format_table
+    from textgym.console import format_table
 
     rows = [["metric", "before"], *([name, _fmt(value)] for name, value in before.metrics.items())]
     log(f"\nheld-out metrics before training ({config.eval.split}, {len(before.records)} items, greedy):\n"
@@ -281,7 +281,7 @@ def log_before(config: TrainConfig, before: Any, log: Log = print) -> None:
 
 def report(result: TrainResult, before: Any, after: Any, show: int, log: Log = print) -> None:
     """Print the before/after metrics table and a few sample generations."""
-    from textgym.cli import format_table
+    from textgym.console import format_table
 
     names = list((result.after or result.before or {}).keys())
     rows = [["metric", "before", "after", "change"]]

@@ -20,21 +20,32 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+if __package__:  # imported as benchmarks.leaderboard, or run as python -m benchmarks.leaderboard
+    from benchmarks.leaderboard_records import (
+        environment_facts,
+        load_records,
+        make_record,
+        merge_records,
+        metric_signature,
+        relevant_config,
+        write_record,
+    )
+    from benchmarks.leaderboard_render import render, update_readme
+    from benchmarks.leaderboard_suite import Job, RunSpec, load_suite, plan
+else:  # run as python benchmarks/leaderboard.py: Python puts this folder first on sys.path
+    from leaderboard_records import (
+        environment_facts,
+        load_records,
+        make_record,
+        merge_records,
+        metric_signature,
+        relevant_config,
+        write_record,
+    )
+    from leaderboard_render import render, update_readme
+    from leaderboard_suite import Job, RunSpec, load_suite, plan
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from leaderboard_records import (  # noqa: E402
-    environment_facts,
-    load_records,
-    make_record,
-    merge_records,
-    metric_signature,
-    relevant_config,
-    write_record,
-)
-from leaderboard_render import render, update_readme  # noqa: E402
-from leaderboard_suite import Job, RunSpec, load_suite, plan  # noqa: E402
-
 Record = dict[str, Any]
 
 
@@ -124,8 +135,8 @@ def run_ray(jobs: Sequence[Job], work_dir: Path, on_records: Callable[[list[Reco
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
              **(init_kwargs or {}))
     # The benchmark scripts are not an installed package: ship their code to the workers by value.
-    for name in ("leaderboard_suite", "leaderboard_records", __name__):
-        if name != "__main__" and name in sys.modules:
+    for name in {Job.__module__, make_record.__module__, __name__}:
+        if name != "__main__":
             ray.cloudpickle.register_pickle_by_value(sys.modules[name])
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(num_gpus=gpus, num_cpus=cpus_per_run, max_retries=0)(execute_job)

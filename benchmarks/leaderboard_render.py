@@ -7,8 +7,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from leaderboard_records import load_records, record_threads
-from leaderboard_suite import METHODS
+if __package__:  # imported as benchmarks.leaderboard_render
+    from benchmarks.leaderboard_records import load_records, record_threads
+    from benchmarks.leaderboard_suite import METHODS
+else:  # imported by python benchmarks/leaderboard.py, whose folder is first on sys.path
+    from leaderboard_records import load_records, record_threads
+    from leaderboard_suite import METHODS
 
 # Task metrics, then the quality guards; a table shows the columns that some of its records have.
 COLUMNS = ("sentiment", "bleu", "rougeL", "rouge1", "rouge2", "mean_tokens", "distinct_1", "distinct_2",

@@ -105,3 +105,21 @@ def test_textgym_never_imports_agents():
 
 def test_no_import_cycles():
     assert cycles(import_graph()) == []
+
+
+def test_agents_never_import_the_textgym_cli():
+    """Library code lives below the command line: agents take tables, parsers and checkpoint
+    metadata from ``textgym.console``, ``textgym.evaluation`` and ``textgym.checkpoints``."""
+    bad = {m: sorted(t for t in targets if t == "textgym.cli" or t.startswith("textgym.cli."))
+           for m, targets in import_graph().items() if m.split(".")[0] == "agents"}
+    assert not {m: t for m, t in bad.items() if t}, "agents must not import textgym.cli"
+
+
+def test_import_textgym_stays_cheap():
+    """``import textgym`` (the catalogue and the registration) loads neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    code = "import sys, textgym, textgym.catalogue; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import needs
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import leaderboard  # noqa: E402
-from leaderboard_records import check_record, load_records, merge_records, relevant_config, write_record  # noqa: E402
-from leaderboard_render import mean_std, render, update_readme  # noqa: E402
-from leaderboard_suite import load_suite, plan  # noqa: E402
+from benchmarks import leaderboard
+from benchmarks.leaderboard_records import check_record, load_records, merge_records, relevant_config, write_record
+from benchmarks.leaderboard_render import mean_std, render, update_readme
+from benchmarks.leaderboard_suite import load_suite, plan
 
 TINY_SUITE = """
 name: tiny
@@ -275,7 +272,7 @@ def test_ray_executor_on_a_local_instance(tiny_model, tmp_path):
 
 def test_a_job_passes_on_each_record_when_its_run_ends(tmp_path, monkeypatch):
     """sft then sft+ppo: the sft record is saved before sft+ppo starts, so an interrupted job keeps it."""
-    from leaderboard_suite import Job, RunSpec
+    from benchmarks.leaderboard_suite import Job, RunSpec
 
     job = Job([RunSpec("s", "textgym/Generation-v0", "sft", 0, {}), RunSpec("s", "textgym/Generation-v0", "sft+ppo", 0, {})])
     saved, inits = [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import sqlite3
 import threading
@@ -169,3 +170,104 @@ def test_sample_pairs_from_an_env_with_a_tiny_policy(tmp_path, smollm_tokenizer)
     again = sample_pairs("textgym/Generation-v0", lm, store, n=3, tokenizer=smollm_tokenizer, device="cpu",
                          batch_size=2, max_new_tokens=5, seed=0)
     assert set(again) == set(ids) and len(store.pairs()) == 3  # same seed, same pairs: not added twice
+
+
+# --- reward-model training settings and store errors ------------------------------------------------
+def test_fit_config_refuses_nonfinite_learning_rates():
+    from textgym.rlhf.train import FitConfig
+
+    for bad in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="learning_rate"):
+            FitConfig(learning_rate=bad)
+
+
+def test_import_refuses_identical_candidates_and_imported_pairs_are_not_pending(tmp_path):
+    store = PreferenceStore(tmp_path / "p.sqlite")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1: chosen and rejected are the same"):
+        store.import_jsonl(bad)
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(3)))
+    store.import_jsonl(good)
+    store.add_pair("q", "x", "y")
+    progress = store.progress()
+    assert progress["total"] == 1 and progress["pending"] == 1 and progress["imported"] == 3
+    assert [p.prompt for p in store.pending()] == ["q"]
+    utf = tmp_path / "utf.jsonl"
+    utf.write_bytes(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n\xff\n')
+    with pytest.raises(ValueError, match="utf.jsonl:2: not valid UTF-8"):
+        store.import_jsonl(utf)
+
+
+def test_store_errors_name_the_path(tmp_path):
+    notdb = tmp_path / "notsqlite.db"
+    notdb.write_text("hello, this is not SQLite" * 100)
+    with pytest.raises(ValueError, match="notsqlite.db is not a textgym preference database"):
+        PreferenceStore(notdb)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        PreferenceStore(tmp_path)
+    import sqlite3
+
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE pairs (id INTEGER, text TEXT)")
+    with pytest.raises(ValueError, match="foreign.db has a table 'pairs' that is not textgym's"):
+        PreferenceStore(foreign)
+
+
+# --- the labelling server's Host/Origin/Content-Type checks and timeouts --------------------------------
+@pytest.fixture()
+def server(tmp_path):
+    store = PreferenceStore(tmp_path / "p.sqlite")
+    pid = store.add_pair("p", "a", "b")
+    srv = make_server(store)
+    srv.RequestHandlerClass.timeout = 1
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv, store, pid
+    srv.shutdown()
+    srv.server_close()
+
+
+def _call(srv, method, path, body=b"", headers=None):
+    port = srv.server_address[1]
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    base = {"Host": f"127.0.0.1:{port}"}
+    con.request(method, path, body=body, headers={**base, **(headers or {})})
+    resp = con.getresponse()
+    return resp.status, resp.read()
+
+
+def test_server_refuses_cross_site_posts_and_foreign_hosts(server):
+    srv, store, pid = server
+    port = srv.server_address[1]
+    answer = json.dumps({"pair_id": pid, "choice": "A"}).encode()
+    json_ct = {"Content-Type": "application/json"}
+    assert _call(srv, "POST", "/api/answer", answer, {"Content-Type": "text/plain"})[0] == 403
+    assert _call(srv, "POST", "/api/answer", answer, {**json_ct, "Origin": "http://evil.example"})[0] == 403
+    assert _call(srv, "POST", "/api/answer", answer, {**json_ct, "Sec-Fetch-Site": "cross-site"})[0] == 403
+    for method, body, extra in (("GET", b"", {}), ("POST", answer, json_ct)):
+        path = "/api/next" if method == "GET" else "/api/answer"
+        assert _call(srv, method, path, body, {**extra, "Host": f"evil.example:{port}"})[0] == 403
+    assert _call(srv, "GET", "/", b"", {"Host": f"evil.example:{port}"})[0] == 403
+    assert store.answers() == []
+    status, _ = _call(srv, "POST", "/api/answer", answer, {**json_ct, "Origin": f"http://127.0.0.1:{port}"})
+    assert status == 200 and len(store.answers()) == 1
+    assert _call(srv, "GET", "/api/next", b"", {"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_server_survives_deep_json_and_short_bodies(server):
+    srv, store, _ = server
+    deep = b"[" * 60000 + b"]" * 60000
+    status, body = _call(srv, "POST", "/api/answer", deep[:65000], {"Content-Type": "application/json"})
+    assert status == 400
+    port = srv.server_address[1]
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    con.putrequest("POST", "/api/answer", skip_host=True)
+    con.putheader("Host", f"127.0.0.1:{port}")
+    con.putheader("Content-Type", "application/json")
+    con.putheader("Content-Length", "100")
+    con.endheaders()
+    con.send(b'{"pair_id":')  # then stalls: the handler must give up after its timeout
+    assert con.getresponse().status == 408
+    assert _call(srv, "GET", "/api/next")[0] == 200  # and the server still serves

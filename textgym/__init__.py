@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from gymnasium.envs.registration import register, registry
 
+from textgym.catalogue import FAMILIES, TASKS
+
 __version__ = "0.1.0"
 
 
@@ -23,24 +25,9 @@ class EnvInfo:
     entry_point: str
 
 
-_ENTRY = {
-    "generation": "textgym.tasks.generation:GenerationEnv",
-    "summarization": "textgym.tasks.summarization:SummarizationEnv",
-    "dialogue": "textgym.tasks.dialogue:DialogueEnv",
-}
+# Derived from the catalogue (one record per task); add a task there, not here.
 ENVS: tuple[EnvInfo, ...] = tuple(
-    EnvInfo(f"textgym/{name}-v0", family, dataset, _ENTRY[family])
-    for name, family, dataset in (
-        ("Generation", "generation", "builtin_generation"),
-        ("Summarization", "summarization", "builtin_summarization"),
-        ("Dialogue", "dialogue", "builtin_dialogue"),
-        ("CommonGen", "generation", "commongen"),
-        ("IMDB", "generation", "imdb"),
-        ("CNNDailyMail", "summarization", "cnn_dailymail"),
-        ("SAMSum", "summarization", "samsum"),
-        ("DialogSum", "summarization", "dialogsum"),
-        ("DailyDialog", "dialogue", "dailydialog"),
-    )
+    EnvInfo(task.env_id, task.family, task.dataset, FAMILIES[task.family]) for task in TASKS
 )
 
 for _env in ENVS:

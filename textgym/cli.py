@@ -12,91 +12,43 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
 from textgym.argtypes import int_in
+from textgym.catalogue import MAX_TOKENS, TASKS
+from textgym.console import OneLineParser, format_table  # noqa: F401  (format_table: textgym.cli.format_table keeps working)
 from textgym.io import atomic_write_json, check_writable_file
-from textgym.threads import parse_threads
-
-MAX_TOKENS_LIMIT = 8192  # textgym.core's bound on lengths (not imported: core pulls in numpy and gymnasium)
-
-CHECKPOINT_META = "textgym_checkpoint.json"  # written by agents.checkpoints.save_checkpoint
-EVAL_METRICS = ("bleu", "rouge1", "rouge2", "rougeL")
-THREADS_HELP = ("torch CPU threads: N, or auto (the cores other processes leave idle now); "
-                "default: $OMP_NUM_THREADS, else every core")
-
-
-def format_table(rows: list[list[str]]) -> str:
-    """Left-aligned columns with a rule under the header row.
-
-    >>> print(format_table([["a", "bb"], ["ccc", "d"]]))
-    a    bb
-    ---  --
-    ccc  d
-    """
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+from textgym.threads import THREADS_HELP, parse_threads
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    import textgym
-
     rows = [["id", "family", "dataset", "default reward", "obs length", "max new tokens"]]
-    for env in textgym.ENVS:
-        preset = _env_class(env.entry_point).PRESETS[env.dataset]
+    for task in TASKS:
+        preset = task.preset
         reward = preset.reward if isinstance(preset.reward, str) else json.dumps(preset.reward)
-        rows.append([env.env_id, env.family, env.dataset, reward,
+        rows.append([task.env_id, task.family, task.dataset, reward,
                      str(preset.max_prompt_length + preset.max_new_tokens), str(preset.max_new_tokens)])
     print(format_table(rows))
     print("\naction space: Discrete(len(tokenizer)); observation: Dict(input_ids, attention_mask), int64")
     return 0
 
 
-def _env_class(entry_point: str):
-    import importlib
-
-    module, _, name = entry_point.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 # --- eval ----------------------------------------------------------------------------------
 def _eval_model(args: argparse.Namespace) -> tuple[str, str]:
     """(model to evaluate, base model for perplexity) from --checkpoint / --model / --base-model."""
     if args.checkpoint:
-        path = Path(args.checkpoint).expanduser()
-        if not (path / "config.json").is_file():
-            hint = f"; did you mean {path / 'final'}?" if (path / "final" / "config.json").is_file() else ""
-            what = "does not exist" if not path.exists() else "is not a model checkpoint (no config.json)"
-            raise FileNotFoundError(f"checkpoint {path} {what}{hint}")
-        meta_file = path / CHECKPOINT_META
-        meta = _read_json(meta_file) if meta_file.is_file() else {}
-        return str(path), args.base_model or meta.get("base_model") or str(path)
+        from textgym.checkpoints import check_checkpoint, read_meta
+
+        path = check_checkpoint(args.checkpoint, what="checkpoint")
+        return str(path), args.base_model or read_meta(path).get("base_model") or str(path)
     from textgym.models import default_model
 
     model = args.model or default_model()
     return model, args.base_model or model
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not valid UTF-8 JSON ({exc})") from None
-
-
-def eval_metrics(env_id: str, extra: Sequence[str] | None = None) -> list[str]:
-    """The metrics every evaluation reports: BLEU, ROUGE-1/2/L, the id's preset metrics, and ``extra``."""
-    import textgym
-
-    info = next((e for e in textgym.ENVS if e.env_id == env_id), None)
-    preset = _env_class(info.entry_point).PRESETS[info.dataset].metrics if info else ()
-    return list(dict.fromkeys([*EVAL_METRICS, *preset, *(extra or [])]))
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from textgym.evaluation import evaluate
+    from textgym.evaluation import eval_metrics, evaluate
 
     from textgym import check_env_id
 
@@ -136,8 +88,6 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text).strip("/").replace("textgym/", ""))[-60:]
 
 
-
-
 def _add_eval(sub: Any) -> None:
     ev = sub.add_parser("eval", help="score a model or checkpoint on an environment (metrics table, samples, JSON)")
     ev.add_argument("--env", default="textgym/Generation-v0", help="registered id (default: %(default)s)")
@@ -148,7 +98,7 @@ def _add_eval(sub: Any) -> None:
     ev.add_argument("--split", default="test", help="train, validation or test, optionally sliced: validation[:700], train[90%%:]")
     ev.add_argument("--n", type=int_in(1), default=32, help="number of items (default: %(default)s)")
     ev.add_argument("--batch-size", type=int_in(1), default=16)
-    ev.add_argument("--max-new-tokens", type=int_in(1, MAX_TOKENS_LIMIT), default=None)
+    ev.add_argument("--max-new-tokens", type=int_in(1, MAX_TOKENS), default=None)
     ev.add_argument("--reward", default=None, help="reward name (default: the id's)")
     ev.add_argument("--metrics", nargs="*", help="extra metrics, e.g. chrf or a learned reward rm:NAME")
     ev.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
@@ -160,13 +110,6 @@ def _add_eval(sub: Any) -> None:
     ev.add_argument("--show", type=int_in(0), default=3, help="sample generations to print")
     ev.add_argument("--out", default=None, help="JSON file (default: runs/eval/<model>-<env>-<split>.json)")
     ev.set_defaults(func=_cmd_eval)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its errors as one ``error:`` line (no usage block) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

@@ -3,14 +3,17 @@
 The ``textgym`` commands call :func:`quiet_libraries` unless ``--verbose`` is given, so a run
 prints its own progress bars, tables and samples, and not transformers' "Loading weights" /
 "Writing model shards" bars, hub download bars, or third-party warnings. The Python API leaves
-the libraries as the user configured them.
+the libraries as the user configured them. Every command's parser is a :class:`OneLineParser`
+and its tables come from :func:`format_table`, whichever package declares the command.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 OUR_PACKAGES = ("textgym", "agents")
 
@@ -36,3 +39,24 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for package in OUR_PACKAGES:
         warnings.filterwarnings("default", module=rf"{package}(\.|$)")
+
+
+def format_table(rows: list[list[str]]) -> str:
+    """Left-aligned columns with a rule under the header row.
+
+    >>> print(format_table([["a", "bb"], ["ccc", "d"]]))
+    a    bb
+    ---  --
+    ccc  d
+    """
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as one ``error:`` line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -9,19 +9,18 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.data.base import Sample
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
 from textgym.rewards import make_reward, score_and_components
 from textgym.rewards.base import check_scores
 
-REWARD_MODES = ("terminal", "dense")
-MAX_TOKENS_LIMIT = 8192  # a sanity bound on lengths; a typo like 1e9 would otherwise allocate forever
 
 
 def _check_length(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_TOKENS_LIMIT:
-        raise ValueError(f"{name} must be an integer in [1, {MAX_TOKENS_LIMIT}], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_TOKENS:
+        raise ValueError(f"{name} must be an integer in [1, {MAX_TOKENS}], got {value!r}")
     return int(value)
 
 

@@ -6,12 +6,26 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 
+from textgym.catalogue import find_task
 from textgym.devices import resolve_device  # re-exported: older code imports it from here
+
+EVAL_METRICS = ("bleu", "rouge1", "rouge2", "rougeL")
+
+
+def eval_metrics(env_id: str, extra: Sequence[str] | None = None) -> list[str]:
+    """The metrics every evaluation reports: BLEU, ROUGE-1/2/L, the id's preset metrics, and ``extra``.
+
+    >>> eval_metrics("textgym/IMDB-v0", ["chrf"])
+    ['bleu', 'rouge1', 'rouge2', 'rougeL', 'sentiment', 'chrf']
+    """
+    task = find_task(env_id)
+    preset = task.preset.metrics if task else ()
+    return list(dict.fromkeys([*EVAL_METRICS, *preset, *(extra or [])]))
 
 
 def distinct_n(texts: list[str], n: int) -> float:

@@ -144,3 +144,8 @@ def set_threads(threads: int) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+# The --threads help of textgym train and textgym eval.
+THREADS_HELP = ("torch CPU threads: N, or auto (the cores other processes leave idle now); "
+                "default: $OMP_NUM_THREADS, else every core")

@@ -37,16 +37,16 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from textgym.catalogue import SPLITS, TASKS
 from textgym.data.base import Sample
 from textgym.io import json_lines
 
 __all__ = ["BUILTIN_DATASETS", "SPLITS", "load_builtin", "split_of"]
 
-BUILTIN_DATASETS = ("builtin_generation", "builtin_summarization", "builtin_dialogue")
-"""Names accepted by :func:`load_builtin`."""
+BUILTIN_DATASETS: tuple[str, ...] = tuple(t.dataset for t in TASKS if t.packaged)
+"""Names accepted by :func:`load_builtin`: the catalogue's packaged corpora."""
 
-SPLITS = ("train", "validation", "test")
-"""Split names accepted by :func:`load_builtin`."""
+# SPLITS (from the catalogue): the split names accepted by :func:`load_builtin`.
 
 _FILES = {
     "builtin_generation": "generation.jsonl",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 from typing import Any
 
+from textgym.catalogue import SPLITS, TASKS
 from textgym.data.base import Sample
 from textgym.data.rows import (
     DataError,
@@ -23,17 +24,12 @@ from textgym.data.rows import (
 
 Row = Mapping[str, Any]
 
+# Derived from the catalogue (each record's ``hub``): a new data set is a record there.
 #: dataset -> (hub repository id, configuration name or None)
-HUB_SOURCES: dict[str, tuple[str, str | None]] = {
-    "commongen": ("allenai/common_gen", None),
-    "imdb": ("stanfordnlp/imdb", None),
-    "cnn_dailymail": ("abisee/cnn_dailymail", "3.0.0"),
-    "samsum": ("knkarthick/samsum", None),
-    "dialogsum": ("knkarthick/dialogsum", None),
-    "dailydialog": ("li2017dailydialog/daily_dialog", None),
-}
+HUB_SOURCES: dict[str, tuple[str, str | None]] = {t.dataset: (t.hub.repo, t.hub.config) for t in TASKS if t.hub}
 #: Splits a hub repository does not have (IMDB has only train and test).
-_MISSING_SPLITS = {("imdb", "validation")}
+_MISSING_SPLITS = {(t.dataset, s) for t in TASKS if t.hub for s in SPLITS if s not in t.hub.splits}
+_ROW_FORMAT = {t.dataset: t.hub.rows for t in TASKS if t.hub}
 
 
 def commongen_from_rows(rows: Iterable[Row], split: str) -> list[Sample]:
@@ -100,19 +96,23 @@ def dailydialog_from_rows(rows: Iterable[Row], split: str) -> list[Sample]:
     return samples
 
 
+RowMapper = Callable[[Iterable[Row], str, str], list[Sample]]
+#: Row format -> mapper, called as ``mapper(rows, dataset, split)``; the catalogue names each
+#: data set's format.
+ROW_MAPPERS: dict[str, RowMapper] = {
+    "commongen": lambda rows, dataset, split: commongen_from_rows(rows, split),
+    "imdb": lambda rows, dataset, split: imdb_from_rows(rows, split),
+    "cnn": lambda rows, dataset, split: cnn_from_rows(rows, split),
+    "summary": summary_from_rows,
+    "dailydialog": lambda rows, dataset, split: dailydialog_from_rows(rows, split),
+}
+
+
 def rows_to_samples(dataset: str, split: str, rows: Iterable[Row]) -> list[Sample]:
     """Map hub rows of ``dataset`` to Samples, like the local loader of the same data set."""
-    mappers: dict[str, Callable[[], list[Sample]]] = {
-        "commongen": lambda: commongen_from_rows(rows, split),
-        "imdb": lambda: imdb_from_rows(rows, split),
-        "cnn_dailymail": lambda: cnn_from_rows(rows, split),
-        "samsum": lambda: summary_from_rows(rows, "samsum", split),
-        "dialogsum": lambda: summary_from_rows(rows, "dialogsum", split),
-        "dailydialog": lambda: dailydialog_from_rows(rows, split),
-    }
-    if dataset not in mappers:
-        raise ValueError(f"no hub source for {dataset!r}; known: {', '.join(mappers)}")
-    return mappers[dataset]()
+    if dataset not in _ROW_FORMAT:
+        raise ValueError(f"no hub source for {dataset!r}; known: {', '.join(_ROW_FORMAT)}")
+    return ROW_MAPPERS[_ROW_FORMAT[dataset]](rows, dataset, split)
 
 
 def load_hub_samples(dataset: str, split: str) -> list[Sample]:

@@ -1,9 +1,9 @@
 """Loaders for the real data sets, read from a local folder in the layout of ``SOURCES.md``.
 
 The folder holds one sub-folder per data set (``commongen/``, ``samsum/``, ...) with the files
-named in ``_LAYOUT`` below, e.g. ``samsum/validation.json``. A split whose files are not
-shipped (``test``) reads a file of the same format as the split named beside it. Loaders never
-build prompts: ``Sample.source`` is the raw task input.
+each record of :data:`textgym.catalogue.TASKS` names, e.g. ``samsum/validation.json``, in one of
+the formats of :data:`PARSERS`. A split whose files are not shipped (``test``) reads a file of the
+same format as a shipped one. Loaders never build prompts: ``Sample.source`` is the raw task input.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +30,21 @@ from textgym.data.rows import (  # noqa: F401  (re-exported: loaders.X keeps wor
     dialogue_samples,
     split_turns,
 )
+from textgym.catalogue import SPLITS, TASKS, SplitFiles, dataset_task
 from textgym.io import read_json, read_text
 from textgym.data.splits import parse_split, slice_items
 
 logger = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-DATASETS = ("commongen", "imdb", "cnn_dailymail", "samsum", "dialogsum", "dailydialog")
-BUILTIN_DATASETS = ("builtin_generation", "builtin_summarization", "builtin_dialogue")
+# Derived from the catalogue: a new data set is a record there.
+DATASETS: tuple[str, ...] = tuple(t.dataset for t in TASKS if not t.packaged)
+BUILTIN_DATASETS: tuple[str, ...] = tuple(t.dataset for t in TASKS if t.packaged)
 KNOWN_DATASETS: tuple[str, ...] = DATASETS + BUILTIN_DATASETS
 DATA_DIR_ENV = "TEXTGYM_DATA_DIR"
 #: Data sets shipped without a validation split: the held-out slice that ``"validation"`` falls back
 #: to (with a logged warning), and the complementary slice to train on.
-HELDOUT_SLICES: dict[str, str] = {"imdb": "train[90%:]"}
-HELDOUT_TRAIN_SLICES: dict[str, str] = {"imdb": "train[:90%]"}
+HELDOUT_SLICES: dict[str, str] = {t.dataset: t.heldout[0] for t in TASKS if t.heldout}
+HELDOUT_TRAIN_SLICES: dict[str, str] = {t.dataset: t.heldout[1] for t in TASKS if t.heldout}
 
 # --------------------------------------------------------------------------- file helpers
 
@@ -231,29 +232,16 @@ _DAILYDIALOG_LABEL_FILES = {
 }
 
 Parser = Callable[..., list[Sample]]
-_CG_TRAIN = ("commongen.train.src_alpha.txt", "commongen.train.tgt.txt")
-_CG_DEV, _DD_DEV = "commongen.dev.jsonl", "en_dev_human.txt"
-# (dataset, split) -> (files, parser, shipped file of the same format, or None if shipped itself)
-_LAYOUT: dict[tuple[str, str], tuple[tuple[str, ...], Parser, str | None]] = {
-    ("commongen", "train"): (_CG_TRAIN, _parse_commongen_pair, None),
-    ("commongen", "validation"): ((_CG_DEV,), _parse_commongen_jsonl, None),
-    ("commongen", "test"): (("commongen.test.jsonl",), _parse_commongen_jsonl, _CG_DEV),
-    ("dailydialog", "train"): (("dialogues_text_En.txt",), _parse_dailydialog_train, None),
-    ("dailydialog", "validation"): ((_DD_DEV,), _parse_dailydialog_tsv, None),
-    ("dailydialog", "test"): (("en_test_human.txt",), _parse_dailydialog_tsv, _DD_DEV),
+#: File format -> parser, called as ``parser(*files, split)``; the catalogue names a format per split.
+PARSERS: dict[str, Parser] = {
+    "commongen_pair": _parse_commongen_pair,
+    "commongen_jsonl": _parse_commongen_jsonl,
+    "imdb_csv": _parse_imdb,
+    "cnn_csv": _parse_cnn,
+    "summary_json": _parse_summary_json,
+    "dailydialog_text": _parse_dailydialog_train,
+    "dailydialog_tsv": _parse_dailydialog_tsv,
 }
-_LAYOUT.update(  # the rest: one "<split>.<ext>" file per split
-    {
-        (name, split): ((f"{split}.{ext}",), parser, None if split == like else f"{like}.{ext}")
-        for name, parser, ext, like in (
-            ("samsum", _parse_summary_json, "json", "validation"),
-            ("dialogsum", _parse_summary_json, "json", "validation"),
-            ("cnn_dailymail", _parse_cnn, "csv", "validation"),
-            ("imdb", _parse_imdb, "csv", "train"),
-        )
-        for split in SPLITS
-    }
-)
 
 
 # --------------------------------------------------------------------------- public API
@@ -338,7 +326,7 @@ def _heldout_fallback(dataset: str, split: str, data_dir: str | os.PathLike[str]
     if split != "validation" or dataset not in HELDOUT_SLICES:
         return None
     root = resolve_data_dir(data_dir)  # None: the hub, which has no validation split for these either
-    if root is not None and all((root / dataset / name).is_file() for name in _LAYOUT[dataset, split][0]):
+    if root is not None and all((root / dataset / name).is_file() for name in _local_files(dataset)[split].names):
         return None
     _warn_fallback(dataset, split, str(root / dataset) if root else "the hub")
     return HELDOUT_SLICES[dataset]
@@ -354,7 +342,8 @@ def _warn_fallback(dataset: str, split: str, where: str) -> None:
 
 def _split_files(dataset: str, split: str, root: Path) -> list[Path]:
     """The files a split needs, after checking that each one exists."""
-    names, _, same_as = _LAYOUT[dataset, split]
+    task = dataset_task(dataset)
+    names, same_as = _local_files(dataset)[split].names, task.same_format_as(split)
     folder = root / dataset
     files = [folder / name for name in names]
     for path in files:
@@ -372,5 +361,13 @@ def _load_cached(
     dataset: str, split: str, files: tuple[Path, ...], stamp: tuple[Any, ...]
 ) -> tuple[Sample, ...]:
     """Parse once per (dataset, split, files, modification stamp)."""
-    _, parser, _ = _LAYOUT[dataset, split]
+    parser = PARSERS[_local_files(dataset)[split].parser]
     return tuple(parser(*files, split))
+
+
+def _local_files(dataset: str) -> Mapping[str, SplitFiles]:
+    """Split -> files of a data set read from a local folder (not a packaged one)."""
+    files = dataset_task(dataset).files
+    if files is None:
+        raise ValueError(f"{dataset} is packaged with textgym: it has no files in a data folder")
+    return files

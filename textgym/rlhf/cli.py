@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from textgym.argtypes import float_in, int_in, port
+from textgym.catalogue import MAX_TOKENS, SPLITS
 
 __all__ = ["add_rlhf_commands"]
 
@@ -111,7 +112,7 @@ def _cmd_build_sentiment(args: argparse.Namespace) -> int:
 
 def _train_options(p: argparse.ArgumentParser, n_epochs: int, max_length: int) -> None:
     p.add_argument("--encoder", default="all-MiniLM-L6-v2", help="encoder name or folder (default: %(default)s)")
-    p.add_argument("--max-length", type=int_in(1, 8192), default=max_length, help="tokens per input (default: %(default)s)")
+    p.add_argument("--max-length", type=int_in(1, MAX_TOKENS), default=max_length, help="tokens per input (default: %(default)s)")
     p.add_argument("--head-hidden", type=int_in(0, 65536), default=0, help="hidden width of the head; 0: linear")
     p.add_argument("--heldout", type=float_in(0, 1, high_open=True), default=0.1, help="held-out share for the report (default: %(default)s)")
     p.add_argument("--n-epochs", type=int_in(1), default=n_epochs)
@@ -132,9 +133,9 @@ def add_rlhf_commands(subparsers: Any) -> None:
     col.add_argument("--policy", default=None, help="model name or folder (default: $TEXTGYM_DEFAULT_MODEL, else smollm2-135m)")
     col.add_argument("--db", default="preferences.sqlite", help="preference store (default: %(default)s)")
     col.add_argument("--n", type=int_in(0), default=32, help="new prompts to sample; 0: only serve (default: %(default)s)")
-    col.add_argument("--split", default="train", choices=("train", "validation", "test"))
+    col.add_argument("--split", default="train", choices=SPLITS)
     col.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
-    col.add_argument("--max-new-tokens", type=int_in(1, 8192), default=None)
+    col.add_argument("--max-new-tokens", type=int_in(1, MAX_TOKENS), default=None)
     col.add_argument("--temperature", type=float_in(0, low_open=True), default=1.0)
     col.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     col.add_argument("--device", default="auto")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
+from textgym.catalogue import TaskPreset  # noqa: F401  (re-exported: textgym.tasks.base.TaskPreset keeps working)
 from textgym.core import TextEnv
 from textgym.data import load_samples
 from textgym.data.base import Sample
@@ -17,20 +17,10 @@ ENV_KWARGS = (
 )
 
 
-@dataclass(frozen=True)
-class TaskPreset:
-    """Defaults of one data set within a task family."""
-
-    instruction: str
-    reward: Any
-    metrics: tuple[str, ...]
-    max_prompt_length: int
-    max_new_tokens: int
-    truncation_side: str = "right"
-
-
 class TaskEnv(TextEnv):
     """Base of the task families: picks a preset by data set, loads its samples.
+
+    A family's ``PRESETS`` come from :data:`textgym.catalogue.TASKS`, one per data set.
 
     Args:
         dataset: A data set of this family (see ``PRESETS``).

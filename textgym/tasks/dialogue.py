@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from textgym.tasks.base import TaskEnv, TaskPreset
-
-_NEXT_TURN = "Here is a conversation. Write the next reply, one or two sentences.\n\n{source}"
+from textgym.catalogue import presets
+from textgym.tasks.base import TaskEnv
 
 
 class DialogueEnv(TaskEnv):
@@ -18,7 +17,4 @@ class DialogueEnv(TaskEnv):
     """
 
     family = "dialogue"
-    PRESETS = {
-        "builtin_dialogue": TaskPreset(_NEXT_TURN, "rougeL", ("bleu", "rougeL"), 192, 32, "left"),
-        "dailydialog": TaskPreset(_NEXT_TURN, "rougeL", ("bleu", "rougeL"), 192, 32, "left"),
-    }
+    PRESETS = presets(family)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from textgym.tasks.base import TaskEnv, TaskPreset
-
-_CONCEPTS = "Write one short, natural sentence that uses all of these words: {source}"
+from textgym.catalogue import presets
+from textgym.tasks.base import TaskEnv
 
 
 class GenerationEnv(TaskEnv):
@@ -21,17 +20,15 @@ class GenerationEnv(TaskEnv):
     See :class:`textgym.core.TextEnv` for the spaces, rewards, episode end and arguments.
 
     ## Version History
-    * v0: initial version. IMDB-v0's default reward changed (same id) from ``"rm:imdb-sentiment"``
-      (a model the user had to train first) to the packaged ``"sentiment"``, so that
-      ``gym.make("textgym/IMDB-v0")`` works on a fresh install; pass
-      ``reward="rm:imdb-sentiment"`` for the old one.
+    * v0: initial version. IMDB-v0's default reward is the packaged ``"sentiment"``. In the first
+      eight hours of development (commits 2ba86fa to 300fca9) it was ``"rm:imdb-sentiment"``, a
+      model the user had to train first, so ``gym.make("textgym/IMDB-v0")`` failed on a fresh
+      install. House rule 1 bumps the version when a default changes, but the id kept ``v0``:
+      no release (no tag, no package) ever carried the old default, and every leaderboard record
+      was made with the ``"sentiment"`` reward, so no published result was scored under another
+      one. From the first release on, such a change bumps the version. Pass
+      ``reward="rm:imdb-sentiment"`` for the trained model.
     """
 
     family = "generation"
-    PRESETS = {
-        "builtin_generation": TaskPreset(_CONCEPTS, "bleu", ("bleu", "rougeL"), 64, 24),
-        "commongen": TaskPreset(_CONCEPTS, "bleu", ("bleu", "rouge2", "rougeL"), 64, 24),
-        "imdb": TaskPreset(
-            "Continue this movie review: {source}", "sentiment", ("sentiment", "bleu", "rougeL"), 64, 40
-        ),
-    }
+    PRESETS = presets(family)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from textgym.tasks.base import TaskEnv, TaskPreset
-
-_DIALOGUE = "Summarize this dialogue in one sentence.\n\n{source}"
-_ARTICLE = "Summarize this news article in a few sentences.\n\n{source}"
+from textgym.catalogue import presets
+from textgym.tasks.base import TaskEnv
 
 
 class SummarizationEnv(TaskEnv):
@@ -18,9 +16,4 @@ class SummarizationEnv(TaskEnv):
     """
 
     family = "summarization"
-    PRESETS = {
-        "builtin_summarization": TaskPreset(_ARTICLE, "rougeL", ("rouge1", "rouge2", "rougeL"), 320, 48),
-        "cnn_dailymail": TaskPreset(_ARTICLE, "rougeLsum", ("rouge1", "rouge2", "rougeLsum"), 512, 96),
-        "samsum": TaskPreset(_DIALOGUE, "rougeL", ("rouge1", "rouge2", "rougeL"), 384, 48),
-        "dialogsum": TaskPreset(_DIALOGUE, "rougeL", ("rouge1", "rouge2", "rougeL"), 384, 64),
-    }
+    PRESETS = presets(family)
