@@ -64,7 +64,7 @@ def workload(args: argparse.Namespace) -> dict[str, Any]:
     from textgym.vector import TokenVecEnv
 
     venv = TokenVecEnv(make_env(args), args.batch, device="cpu")
-    prompts = [venv._prompt(i) for i in range(args.batch)]
+    prompts = [venv.prompt(i) for i in range(args.batch)]
     ids = [[venv.pad_token_id] * (args.prompt_length - len(p)) + p.tolist() for p, _ in prompts]
     texts = [t for _, t in prompts]
     return {"model_dir": str(resolve_model_path(args.model)), "prompt_ids": ids, "prompt_texts": texts,
