@@ -264,15 +264,28 @@ def recompute_log_probs(policy: TransformerPolicy, batch: EpisodeBatch, max_elem
             batch.values[chunk] = values.float() * mask
 
 
-def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
+# Under bf16 a row's results depend on where its tokens fall in the kernels' vector lanes and blocks
+# (any change before a bf16 rounding can move the result by one bf16 step, 0.4 %). Dropping padding
+# columns only in multiples of 64 keeps every token in place, so a row gets the same log-probs in
+# any minibatch (bitwise on the CPU: tests/test_logprobs.py).
+BF16_COLUMN_ALIGN = 64
+
+
+def column_align(policy: TransformerPolicy) -> int:
+    """The multiple in which teacher-forced passes drop padding columns (see :data:`BF16_COLUMN_ALIGN`)."""
+    return BF16_COLUMN_ALIGN if policy.uses_bf16() else 1
+
+
+def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None), align: int = 1) -> th.Tensor:
     """Hidden state before each action, from one teacher-forced pass. ``-> (e, T, H)``.
 
     The state before action ``t`` is the prompt plus actions ``< t``: position ``P - 1 + t``. Prompt
-    columns that are padding in every row of ``rows`` are left out of the pass (same results).
+    columns that are padding in every row of ``rows`` are left out of the pass (same results), in
+    multiples of ``align``.
     """
     ids, mask = batch.sequences(rows)
     prompt_len = batch.prompt_ids.shape[1]
-    start = padding_columns(mask[:, :prompt_len])
+    start = padding_columns(mask[:, :prompt_len]) // align * align
     ids, mask = ids[:, start:-1], mask[:, start:-1]  # the last action is never an input
     hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
     return hidden[:, prompt_len - start - 1 :]
@@ -281,9 +294,10 @@ def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) 
 def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)):
     """Log-probs, values and entropies of every action of the episodes ``rows``, each ``(e, T)``."""
     with policy.autocast():
-        actor = step_hidden(policy.lm.base_model, batch, rows)  # (e, T, H)
-        critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)
-    logits = policy.logits_from_hidden(actor)  # (e, T, V)
+        actor = step_hidden(policy.lm.base_model, batch, rows, column_align(policy))  # (e, T, H)
+        critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows,
+                                                                          column_align(policy))
+    logits = policy.logits_from_hidden(actor)  # (e, T, V) fp32: the log-softmax runs in fp32
     log_probs, entropy = log_probs_and_entropy(logits, batch.tokens[rows])  # keeps only the logits for backward
     return log_probs, policy.values_from_hidden(critic).squeeze(-1), entropy
 
@@ -292,7 +306,7 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
 def critic_values(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
     """Values of every state from the separate critic trunk, one teacher-forced pass. ``-> (e, T)``."""
     with policy.autocast():
-        hidden = step_hidden(policy.critic_trunk, batch, rows)  # (e, T, H)
+        hidden = step_hidden(policy.critic_trunk, batch, rows, column_align(policy))  # (e, T, H)
     return policy.values_from_hidden(hidden).squeeze(-1).float()
 
 
@@ -300,5 +314,5 @@ def reference_log_probs(policy: TransformerPolicy, batch: EpisodeBatch, rows: An
     """Log-probs of the actions under the policy's frozen reference, one pass per batch. ``-> (e, T)``."""
     with policy.reference() as reference:
         with policy.autocast():
-            hidden = step_hidden(reference.base_model, batch, rows)
+            hidden = step_hidden(reference.base_model, batch, rows, column_align(policy))
         return policy.reference_log_probs_from_hidden(reference, hidden, batch.tokens[rows])
