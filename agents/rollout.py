@@ -223,6 +223,7 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.n
                   finals: list[dict[int, dict]], on_step: StepHook) -> bool:
     """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then."""
     ids, mask = venv.input_ids.cpu().numpy(), venv.attention_mask.cpu().numpy()  # (N, L): the final rows
+    final_rows = {"input_ids": ids, "attention_mask": mask}
     tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
     ends = step_mask.sum(1) - 1  # (N,)
     truncated = tokens[np.arange(len(ends)), ends] != venv.eos_token_id  # (N,) how each episode ended
@@ -238,7 +239,7 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.n
         returns += rewards[:, t]
         lengths += step_mask[:, t]
         step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
-                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths)),
+                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths), final_rows),
                        "actions": actions[:, t], "values": steps.values[:, t : t + 1],
                        "log_probs": steps.log_probs[:, t]}
         if not on_step(step_locals):

@@ -241,7 +241,8 @@ class TokenVecEnv(VecEnv):
         return [t.strip() for t in self.env.tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
     def step_infos(self, final_infos: dict[int, dict[str, Any]], truncated: np.ndarray,
-                   episodes: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
+                   episodes: tuple[np.ndarray, np.ndarray] | None = None,
+                   rows: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
         """SB3-style infos of one step: ``{}`` for the envs still running; for those in ``final_infos``
         their final info plus ``terminal_observation`` (their rows now) and ``TimeLimit.truncated``.
 
@@ -249,10 +250,13 @@ class TokenVecEnv(VecEnv):
             final_infos: ``{env index: final info}`` of the episodes that ended at this step (updated in place).
             truncated: ``(N,)`` bool, which of them hit the length limit.
             episodes: ``(returns (N,), lengths (N,))``: also add SB3 Monitor's ``episode`` entry.
+            rows: A host copy of :meth:`observations` to take the terminal observations from
+                (default: copy the ended rows from the device).
         """
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if final_infos:
-            terminal = self.observations(list(final_infos))
+            ended = list(final_infos)
+            terminal = self.observations(ended) if rows is None else {k: v[ended] for k, v in rows.items()}
             for k, (i, info) in enumerate(final_infos.items()):
                 if episodes is not None:
                     info["episode"] = {"r": float(episodes[0][i]), "l": int(episodes[1][i])}
