@@ -7,15 +7,13 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch as th
-from tiny import tiny_env, tiny_llama_config, tiny_tokenizer
+from tiny import tiny_env, tiny_llama_config, tiny_tokenizer, uneven_env
 from torch.overrides import TorchFunctionMode
 from torch.profiler import ProfilerActivity, profile
 
 from agents import PPO
 from agents.logprobs import sample_with_log_probs
 from agents.rollout import EndWatch, evaluate_episodes, generate_episodes
-from textgym.core import TextEnv
-from textgym.data.base import Sample
 from textgym.vector import TokenVecEnv
 
 # Ops that make the host wait for the device: a scalar read (.item(), bool(t), int(t)) and
@@ -37,12 +35,6 @@ class HostReads(TorchFunctionMode):
         if name in HOST_READS:  # not `.to(device)`: transformers calls it per step with the tensor's own device
             self.counts[name] += 1
         return func(*args, **(kwargs or {}))
-
-
-def uneven_env(tok, max_new_tokens: int, reward_mode: str = "terminal") -> TextEnv:
-    sources = ["say good", "say bad cat", "say sun rain red", "say big small run sit dog"]  # 3 to 7 prompt tokens
-    return TextEnv([Sample(f"s{i}", s, ("good good",)) for i, s in enumerate(sources)], tok, max_prompt_length=12,
-                   max_new_tokens=max_new_tokens, prompt_template="{source} :", reward="rouge1", reward_mode=reward_mode)
 
 
 def agent(venv, tok, **policy_kwargs) -> PPO:
