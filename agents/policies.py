@@ -123,17 +123,13 @@ class TransformerPolicy(ActorCriticPolicy):
             :func:`textgym.devices.supports_bf16`; fp32 elsewhere), ``"fp32"`` or ``"bf16"``
             (autocast on any device; on a CPU with AVX512-BF16 one PPO iteration measured 1.4x
             faster than fp32, see benchmarks/README.md; CPUs without native bf16 emulate it, so it
-            is opt-in there). The weights stay fp32 either way (the master copy the optimizer
-            updates), and so do the frozen ones (the KL reference, a LoRA base): under autocast
-            their matmuls run in bf16 anyway, and an fp32 reference computes exactly what the
-            policy computes at the start, so the KL starts at 0. The LM head's log-softmax always
-            runs in fp32.
-        recompute_log_probs: Replace the log-probs and values recorded while sampling by those of
-            one teacher-forced pass like the update's (the cost of one forward pass without
-            gradients over the rollout), so that the PPO ratio starts at 1. ``None`` (default):
-            under bf16 autocast, where the KV-cache decode and the full-sequence pass use other
-            kernels and disagree by up to a bf16 step (0.4 %); in fp32 they agree to 1e-6
-            (tests/test_logprobs.py), so the sampled ones are kept.
+            is opt-in there). Weights stay fp32 (the optimizer's master copy), frozen ones too (KL
+            reference, LoRA base: an fp32 reference computes what the policy does, so the KL starts
+            at 0); the log-softmax always runs in fp32.
+        recompute_log_probs: Take the old log-probs and values from one teacher-forced pass like
+            the update's (one forward without gradients over the rollout), not from sampling.
+            ``None``: under bf16, where the KV-cache decode differs by up to a bf16 step (0.4 %);
+            in fp32 the two agree to 1e-6 (tests/test_logprobs.py).
         optimizer_class, optimizer_kwargs: As in SB3 (default AdamW, fused unless ``fused`` or
             ``foreach`` is given).
         **kwargs: SB3 ``ActorCriticPolicy`` arguments that make sense here (``use_sde`` must be False).
