@@ -106,7 +106,8 @@ def to_token_vec_env(env: Any, device: Any = "auto") -> tuple[TokenVecEnv | None
     if not all(_same_task(texts[0][0], text) for text, _ in texts[1:]):
         return None, "its envs do not share one task (samples, lengths, reward)"
     venv = TokenVecEnv(texts[0][0], len(texts), device)
-    venv._seeds, venv._options = list(inner._seeds), list(inner._options)
+    # SB3 keeps a DummyVecEnv's pending seeds in private lists (it has no getter); read them once here.
+    venv.seed_next_reset(list(inner._seeds), list(inner._options))
     return venv, ""
 
 

@@ -60,3 +60,18 @@ def log_probs_and_entropy(logits: th.Tensor, actions: th.Tensor) -> tuple[th.Ten
     Logits may hold -inf (masked tokens: probability 0, no NaN in values or gradients).
     """
     return _LogProbEntropy.apply(logits, actions.long())
+
+
+def sample_with_log_probs(logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """One token per row and its log-prob, without waiting for the device. ``(B, V) -> (B,), (B,)``.
+
+    The same draw as ``Categorical(logits=logits).sample()``, hence the same tokens for the same
+    seed: ``torch.multinomial``'s one-sample path is ``argmax(p / q)`` with ``q ~ Exp(1)`` (the
+    Gumbel-max trick in exponential form), written out here without the argument checks that make
+    ``Categorical`` and ``multinomial`` copy a flag to the host on every call. Logits may hold the
+    lowest finite value (masked tokens, probability 0; never drawn: ``0 / q = 0``).
+    """
+    log_p = logits - th.logsumexp(logits, dim=-1, keepdim=True)  # (B, V), normalised as Categorical does
+    probs = th.softmax(log_p, dim=-1)  # Categorical's probs
+    actions = (probs / th.empty_like(probs).exponential_(1)).argmax(-1)  # (B,)
+    return actions, log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)

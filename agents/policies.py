@@ -14,6 +14,7 @@ from torch import nn
 
 from agents.logprobs import action_log_probs
 from agents.lora import add_lora, check_lora, merged_lm
+from textgym.devices import supports_bf16
 from textgym.models import default_model, load_causal_lm, load_tokenizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -23,6 +24,9 @@ def build_causal_lm(model_name: str | None, model_config: dict[str, Any] | None)
     """Load a pretrained LM by name/folder, or build a randomly initialised one from a config dict.
 
     Only names and plain config dicts are accepted so that a saved agent can rebuild its network.
+    The weights are fp32 whatever the checkpoint stores (hub models are mostly bf16): they are the
+    master weights that the optimizer updates, and in bf16 most updates at RL learning rates would
+    round away. Compute runs in bf16 under autocast where the policy's ``precision`` says so.
     """
     if model_config is not None:
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -30,8 +34,12 @@ def build_causal_lm(model_name: str | None, model_config: dict[str, Any] | None)
         if not isinstance(model_config, dict) or "model_type" not in model_config:
             raise ValueError("model_config must be a dict with a 'model_type' key, e.g. {'model_type': 'llama', ...}")
         cfg = dict(model_config)
-        return AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
-    return load_causal_lm(model_name)
+        lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+    else:
+        lm = load_causal_lm(model_name, dtype="fp32")
+    if any(p.is_floating_point() and p.dtype != th.float32 for p in lm.parameters()):
+        lm = lm.float()  # e.g. a config dict that names a dtype
+    return lm
 
 
 def sampling_logits(logits: th.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> th.Tensor:
@@ -111,10 +119,17 @@ class TransformerPolicy(ActorCriticPolicy):
         lora: Train LoRA adapters instead of the whole LM, e.g. ``dict(r=8, alpha=16,
             target_modules=["q_proj", "v_proj"])`` (see :func:`agents.lora.check_lora`; needs
             ``pip install 'textgym[lora]'``). The base weights stay frozen and are the KL reference.
-        precision: ``"auto"`` (bf16 autocast on CUDA devices that support it, fp32 elsewhere),
-            ``"fp32"`` or ``"bf16"`` (autocast on any device; on a CPU with AVX512-BF16 one PPO
-            iteration measured 1.4x faster than fp32, see benchmarks/README.md; CPUs without
-            native bf16 emulate it, so it is opt-in there).
+        precision: ``"auto"`` (bf16 autocast on CUDA devices with native bf16, see
+            :func:`textgym.devices.supports_bf16`; fp32 elsewhere), ``"fp32"`` or ``"bf16"``
+            (autocast on any device; on a CPU with AVX512-BF16 one PPO iteration measured 1.4x
+            faster than fp32, see benchmarks/README.md; CPUs without native bf16 emulate it, so it
+            is opt-in there). Weights stay fp32 (the optimizer's master copy), frozen ones too (KL
+            reference, LoRA base: an fp32 reference computes what the policy does, so the KL starts
+            at 0); the log-softmax always runs in fp32.
+        recompute_log_probs: Take the old log-probs and values from one teacher-forced pass like
+            the update's (one forward without gradients over the rollout), not from sampling.
+            ``None``: under bf16, where the KV-cache decode differs by up to a bf16 step (0.4 %);
+            in fp32 the two agree to 1e-6 (tests/test_logprobs.py).
         optimizer_class, optimizer_kwargs: As in SB3 (default AdamW, fused unless ``fused`` or
             ``foreach`` is given).
         **kwargs: SB3 ``ActorCriticPolicy`` arguments that make sense here (``use_sde`` must be False).
@@ -134,6 +149,7 @@ class TransformerPolicy(ActorCriticPolicy):
         separate_critic: bool = False,
         lora: dict[str, Any] | None = None,
         precision: str = "auto",
+        recompute_log_probs: bool | None = None,
         optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -162,6 +178,9 @@ class TransformerPolicy(ActorCriticPolicy):
             raise ValueError("lora and separate_critic cannot be combined: a separate critic would be a second "
                              "fully trained trunk; use the shared trunk (separate_critic=False) with LoRA")
         self.precision = precision
+        if recompute_log_probs not in (None, True, False):
+            raise ValueError(f"recompute_log_probs must be True, False or None (auto), got {recompute_log_probs!r}")
+        self.recompute_log_probs = recompute_log_probs
         if kwargs.get("use_sde"):
             raise ValueError("TransformerPolicy has a discrete action space: use_sde must be False")
         self.model_name, self.model_config, self.tokenizer_name = model_name, model_config, tokenizer
@@ -241,7 +260,8 @@ class TransformerPolicy(ActorCriticPolicy):
             data.pop(key, None)
         data.update(model_name=self.model_name, model_config=self.model_config, tokenizer=self.tokenizer_name,
                      temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                     separate_critic=self.separate_critic, lora=self.lora, precision=self.precision)
+                     separate_critic=self.separate_critic, lora=self.lora, precision=self.precision,
+                    recompute_log_probs=self.recompute_log_probs)
         return data
 
     # --- the KL reference, saving and export ---------------------------------------------------
@@ -317,7 +337,13 @@ class TransformerPolicy(ActorCriticPolicy):
         """Whether forward passes run under bf16 autocast (see ``precision``)."""
         if self.precision != "auto":
             return self.precision == "bf16"
-        return self.device.type == "cuda" and th.cuda.is_bf16_supported()
+        return supports_bf16(self.device)
+
+    def recomputes_log_probs(self) -> bool:
+        """Whether rollouts take their log-probs and values from a teacher-forced pass (see ``recompute_log_probs``)."""
+        if self.recompute_log_probs is not None:
+            return self.recompute_log_probs
+        return self.uses_bf16()
 
     def autocast(self):
         """bf16 autocast on this policy's device when :meth:`uses_bf16`; a no-op otherwise."""

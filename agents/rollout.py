@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -12,7 +12,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from agents.buffers import EpisodeBatch
-from agents.logprobs import log_probs_and_entropy
+from agents.logprobs import log_probs_and_entropy, sample_with_log_probs
 from agents.policies import TransformerPolicy, padding_columns, position_ids
 
 # Called once per lockstep step of the N envs with SB3's per-step locals; False stops the rollout.
@@ -24,18 +24,15 @@ _CACHE = "cache" if "cache" in {f.name for f in fields(BaseModelOutputWithPast)}
 
 
 class StepObservations(Mapping):
-    """``new_obs`` for callbacks: the env's ``(N, L)`` observations, copied to NumPy only when read.
+    """``new_obs`` for callbacks: the envs' ``(N, L)`` observations after one step, made only when read."""
 
-    Read it inside ``on_step``: it shows the env as it is when read, and the rollout moves on after.
-    """
-
-    def __init__(self, venv: Any) -> None:
-        self._venv = venv
+    def __init__(self, load: Callable[[], dict[str, np.ndarray]]) -> None:
+        self._load_fn = load
         self._arrays: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            self._arrays = {k: np.array(v, copy=True) for k, v in self._venv.observations().items()}
+            self._arrays = self._load_fn()
         return self._arrays
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -48,102 +45,248 @@ class StepObservations(Mapping):
         return 2
 
 
-def _step_infos(venv: Any, final_infos: dict[int, dict], returns: np.ndarray, lengths: np.ndarray,
-                truncated: np.ndarray) -> list[dict[str, Any]]:
-    """SB3-style infos: ``{}`` for envs still running, the final info plus ``episode`` for those that ended."""
-    infos: list[dict[str, Any]] = [{} for _ in range(venv.num_envs)]
-    if final_infos:
-        terminal = venv.observations(list(final_infos))
-        for k, (i, info) in enumerate(final_infos.items()):
-            info["episode"] = {"r": float(returns[i]), "l": int(lengths[i])}
-            info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
-            info["TimeLimit.truncated"] = bool(truncated[i])
-            infos[i] = info
-    return infos
+class EndWatch:
+    """When every env has finished, learned without making the device wait for Python each token.
+
+    Each step's "all finished" flag is copied to the host without blocking (into pinned memory on a
+    GPU) and read once it has arrived: on the CPU at once, on a GPU when the step's event has
+    completed, so the loop may run a few steps past the end. Those steps change nothing (finished
+    envs ignore their actions, ``step_mask`` is False) except the random numbers they drew:
+    :meth:`settle` sets the generator back to where it stood after the last real step, so later
+    samples are those of a loop that stopped there (the same tokens for the same seed).
+
+    Args:
+        device: The rollout's device.
+        horizon: Most steps of the rollout.
+        lag: Read step ``t``'s flag only at step ``t + lag`` (tests: runs the catch-up on a CPU).
+    """
+
+    def __init__(self, device: th.device, horizon: int, lag: int | None = None) -> None:
+        self.device, self.lag, self.cuda = device, lag, device.type == "cuda"
+        self.flags = th.zeros(horizon, dtype=th.bool, pin_memory=self.cuda)  # (T,)
+        self.view = self.flags.numpy()  # reads the host flags without a torch call
+        self.events: list[Any] = []
+        self.rng_states: list[th.Tensor] = []
+        self.seen = 0  # the flags of steps < seen arrived and were False
+
+    def record(self, t: int, finished: th.Tensor) -> None:
+        """Queue step ``t``'s flag (``finished: (N,)`` bool on the device)."""
+        self.flags[t : t + 1].copy_(finished.all().view(1), non_blocking=True)
+        if self.cuda:
+            self.events.append(th.cuda.Event())
+            self.events[-1].record()
+        if self.cuda or self.lag:
+            self.rng_states.append(th.cuda.get_rng_state(self.device) if self.cuda else th.get_rng_state())
+
+    def ended(self, t: int) -> bool:
+        """Whether some step ``<= t`` is known to have ended every episode (never waits)."""
+        while self.seen <= t and self._arrived(self.seen, t):
+            if self.view[self.seen]:
+                return True
+            self.seen += 1
+        return False
+
+    def _arrived(self, step: int, t: int) -> bool:
+        if self.lag is not None:
+            return t - step >= self.lag
+        return not self.cuda or self.events[step].query()
+
+    def settle(self, t: int) -> int:
+        """The step at which every episode had ended, after the loop stopped at step ``t``.
+
+        Waits for the flags still on their way (the rollout's one wait) and sets the random state
+        back to just after that step when the loop ran past it.
+        """
+        if self.cuda:
+            self.events[t].synchronize()
+        end = self.seen + int(np.argmax(self.view[self.seen : t + 1]))  # the first True flag
+        if end < t:
+            state = self.rng_states[end]
+            th.cuda.set_rng_state(state, self.device) if self.cuda else th.set_rng_state(state)
+        return end
+
+
+def decode_attention_mask(config: Any, mask: th.Tensor) -> th.Tensor:
+    """The attention mask of a one-token decode step, as the model's attention takes it. ``(N, S) -> ...``.
+
+    Given a 2-D mask, transformers asks the device whether any row has padding before each forward
+    (to skip the mask when none has): a host sync per token. SDPA and eager attention are handed
+    the 4-D mask they would build, ``(N, 1, 1, S)``; for one query the causal part is empty, so it
+    is the padding mask alone. Other attention kernels get the 2-D mask.
+    """
+    kind = getattr(config, "_attn_implementation", None)
+    if kind == "sdpa":
+        return mask[:, None, None, :].bool()
+    if kind == "eager":
+        floor = th.finfo(th.float32).min
+        return th.zeros(mask.shape, device=mask.device).masked_fill(mask == 0, floor)[:, None, None, :]
+    return mask
+
+
+@dataclass
+class _Steps:
+    """What the lockstep loop records per env and step, all ``(N, T)`` on the device."""
+
+    tokens: th.Tensor  # the actions taken (pad where an env had finished)
+    actions: th.Tensor  # the sampled tokens, finished envs included (SB3's ``actions`` local)
+    step_mask: th.Tensor
+    log_probs: th.Tensor
+    values: th.Tensor
+    last: int = 0  # the step at which every episode had ended
+
+
+def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Steps:
+    """Prefill the prompts, then sample one token per env per step with a KV cache until all finish.
+
+    No host sync per token: sampling skips argument checks, the env's transition stays on the device,
+    and the end of the rollout is watched by :class:`EndWatch`.
+    """
+    n, prompt_len, horizon, device = venv.num_envs, venv.prompt_length, venv.max_new_tokens, venv.device
+    zeros = th.zeros((n, horizon), device=device)
+    steps = _Steps(th.full((n, horizon), venv.pad_token_id, dtype=th.long, device=device),
+                   th.zeros((n, horizon), dtype=th.long, device=device),
+                   th.zeros((n, horizon), dtype=th.bool, device=device), zeros, zeros.clone())
+    shared_critic, trunk = policy.critic_trunk is None, policy.lm.base_model
+    prompt_mask = venv.attention_mask[:, :prompt_len]
+    start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
+    mask = prompt_mask[:, start:]
+    padded = not bool(mask.all())  # one sync per rollout: without padding the decode steps need no mask
+    with policy.autocast():
+        out = trunk(input_ids=venv.input_ids[:, start:prompt_len], attention_mask=mask,
+                    position_ids=position_ids(mask), use_cache=True)
+    hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]  # (N, H)
+    next_position = mask.sum(-1, keepdim=True)  # (N, 1)
+    watch = EndWatch(device, horizon, check_lag)
+    for t in range(horizon):
+        actions, log_probs = sample_with_log_probs(policy.logits_from_hidden(hidden))  # (N,), (N,)
+        if shared_critic:
+            steps.values[:, t] = policy.values_from_hidden(hidden).squeeze(-1).float()
+        active, _, _ = venv.apply_actions(actions)
+        steps.tokens[:, t] = th.where(active, actions, venv.pad_token_id)
+        steps.actions[:, t], steps.step_mask[:, t], steps.log_probs[:, t] = actions, active, log_probs.float()
+        watch.record(t, venv.finished)
+        if t == horizon - 1 or watch.ended(t):
+            break
+        mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
+        with policy.autocast():
+            out = trunk(input_ids=steps.tokens[:, t : t + 1], position_ids=next_position, use_cache=True,
+                        attention_mask=decode_attention_mask(trunk.config, mask) if padded else None, **{_CACHE: cache})
+        hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]
+        next_position = next_position + 1
+    steps.last = watch.settle(t)
+    return steps
 
 
 @th.no_grad()
-def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | None = None) -> EpisodeBatch | None:
+def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | None = None, *,
+                      check_lag: int | None = None) -> EpisodeBatch | None:
     """Run one episode in each of the ``N`` envs of a TokenVecEnv, all in lockstep.
 
     One prefill forward of the prompts (without the columns that are padding in every row), then
     one forward of ``N`` new tokens per step with a KV cache. Envs that finished early keep
-    receiving pad tokens (ignored by the env) until all are done. The log-prob of each action and
+    receiving tokens (ignored by the env) until all are done. The log-prob of each action and
     the value of each state are recorded from the logits and hidden states the sampling computes
-    anyway (no second pass); with a separate critic trunk the values are filled in afterwards by
-    :func:`critic_values`.
+    anyway (no second pass, unless the policy :meth:`~TransformerPolicy.recomputes_log_probs`);
+    with a separate critic trunk the values are filled in afterwards by :func:`critic_values`.
+
+    The device is not stopped per token: the rewards are paid after the loop
+    (:meth:`TokenVecEnv.score_rollout`: in terminal mode one batched reward call for all the
+    episodes; in dense mode one call per step on the prefixes, as the env pays them), and
+    ``on_step`` is then called once per step, in order, with that step's locals. A rollout costs
+    a handful of host syncs whatever its length (tests/test_rollout_syncs.py).
 
     Args:
         policy: The policy that samples.
         venv: A :class:`textgym.vector.TokenVecEnv`.
-        on_step: Called after every lockstep step with SB3's per-step locals (``new_obs``,
+        on_step: Called once per lockstep step with SB3's per-step locals (``new_obs``,
             ``rewards``, ``dones``, ``infos``, ``actions``, ``values``, ``log_probs``); when it
-            returns False the rollout stops and ``None`` is returned.
+            returns False no later step is reported and ``None`` is returned.
+        check_lag: See :class:`EndWatch` (tests).
     """
     venv.reset_all()
-    n, prompt_len, horizon = venv.num_envs, venv.prompt_length, venv.max_new_tokens
-    device = venv.device
-    prompt_ids = venv.input_ids[:, :prompt_len].clone()  # (N, P)
-    prompt_mask = venv.attention_mask[:, :prompt_len].clone()
-    tokens = th.full((n, horizon), venv.pad_token_id, dtype=th.long, device=device)
-    step_mask = th.zeros((n, horizon), dtype=th.bool, device=device)
-    env_rewards = th.zeros((n, horizon), device=device)
-    log_probs = th.zeros((n, horizon), device=device)
-    values = th.zeros((n, horizon), device=device)
-    returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
-    shared_critic = policy.critic_trunk is None
-    trunk = policy.lm.base_model
-    start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
-    mask = prompt_mask[:, start:]
-    with policy.autocast():
-        out = trunk(input_ids=prompt_ids[:, start:], attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
-    hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]  # (N, H)
-    next_position = mask.sum(-1, keepdim=True)  # (N, 1)
-    infos: list[dict] = []
-    for t in range(horizon):
-        distribution = th.distributions.Categorical(logits=policy.logits_from_hidden(hidden))  # (N, V), controls applied
-        actions = distribution.sample()  # (N,)
-        active = ~venv.finished
-        step_values = policy.values_from_hidden(hidden) if shared_critic else th.zeros((n, 1), device=device)  # (N, 1)
-        step_log_probs = distribution.log_prob(actions)  # (N,)
-        rewards, terminated, truncated, final_infos = venv.advance(actions)
-        tokens[:, t] = th.where(active, actions, venv.pad_token_id)
-        step_mask[:, t] = active
-        env_rewards[:, t] = th.as_tensor(rewards, device=device)
-        log_probs[:, t] = step_log_probs.float()
-        values[:, t] = step_values.squeeze(-1).float()
-        infos.extend(final_infos.values())
-        if on_step is not None:
-            returns += rewards
-            lengths += active.cpu().numpy()
-            dones = terminated | truncated
-            step_locals = {"new_obs": StepObservations(venv), "rewards": rewards, "dones": dones,
-                           "infos": _step_infos(venv, final_infos, returns, lengths, truncated),
-                           "actions": actions.cpu().numpy(), "values": step_values, "log_probs": step_log_probs}
-            if not on_step(step_locals):
-                return None
-        if bool(venv.finished.all()):
-            break
-        mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-        with policy.autocast():
-            out = trunk(input_ids=tokens[:, t : t + 1], attention_mask=mask, position_ids=next_position,
-                        use_cache=True, **{_CACHE: cache})
-        hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]
-        next_position = next_position + 1
-    batch = EpisodeBatch(prompt_ids, prompt_mask, tokens, step_mask, env_rewards, infos=infos)
-    batch.log_probs, batch.values = log_probs * step_mask, values * step_mask
+    prompt_ids = venv.input_ids[:, : venv.prompt_length].clone()  # (N, P)
+    prompt_mask = venv.attention_mask[:, : venv.prompt_length].clone()
+    steps = _decode(policy, venv, check_lag)
+    step_mask = steps.step_mask.cpu().numpy()  # (N, T)
+    rewards, finals = venv.score_rollout(step_mask)
+    batch = EpisodeBatch(prompt_ids, prompt_mask, steps.tokens, steps.step_mask,
+                         th.as_tensor(rewards, device=venv.device), infos=[i for f in finals for i in f.values()])
+    batch.log_probs, batch.values = steps.log_probs * steps.step_mask, steps.values * steps.step_mask
+    if policy.recomputes_log_probs():
+        recompute_log_probs(policy, batch)
+    if on_step is not None and not _report_steps(venv, steps, step_mask, rewards, finals, on_step):
+        return None
     return batch
 
 
-def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
+def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.ndarray,
+                  finals: list[dict[int, dict]], on_step: StepHook) -> bool:
+    """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then."""
+    ids, mask = venv.input_ids.cpu().numpy(), venv.attention_mask.cpu().numpy()  # (N, L): the final rows
+    final_rows = {"input_ids": ids, "attention_mask": mask}
+    tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
+    ends = step_mask.sum(1) - 1  # (N,)
+    truncated = tokens[np.arange(len(ends)), ends] != venv.eos_token_id  # (N,) how each episode ended
+    returns, lengths = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int64)
+
+    def observations(t: int) -> dict[str, np.ndarray]:  # the rows after step t: later columns blanked
+        later = slice(venv.prompt_length + t + 1, None)
+        obs = {"input_ids": ids.copy(), "attention_mask": mask.copy()}
+        obs["input_ids"][:, later], obs["attention_mask"][:, later] = venv.pad_token_id, 0
+        return obs
+
+    for t in range(steps.last + 1):
+        returns += rewards[:, t]
+        lengths += step_mask[:, t]
+        step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
+                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths), final_rows),
+                       "actions": actions[:, t], "values": steps.values[:, t : t + 1],
+                       "log_probs": steps.log_probs[:, t]}
+        if not on_step(step_locals):
+            return False
+    return True
+
+
+def recompute_log_probs(policy: TransformerPolicy, batch: EpisodeBatch, max_elements: int = 2**27) -> None:
+    """Replace ``batch``'s sampled log-probs (and shared-critic values) by a teacher-forced pass's.
+
+    The update's own computation, so the PPO ratio starts at 1 even where the KV-cache decode uses
+    other kernels. Costs one forward pass without gradients over the rollout, in row chunks whose
+    ``(e, T, V)`` logits stay under ``max_elements``.
+    """
+    horizon, vocab = batch.tokens.shape[1], policy.n_actions
+    rows = max(1, max_elements // (horizon * vocab))
+    for begin in range(0, batch.num_episodes, rows):
+        chunk = slice(begin, begin + rows)
+        log_probs, values, _ = evaluate_episodes(policy, batch, chunk)
+        mask = batch.step_mask[chunk]
+        batch.log_probs[chunk] = log_probs.float() * mask
+        if policy.critic_trunk is None:
+            batch.values[chunk] = values.float() * mask
+
+
+# Under bf16 a row's results depend on where its tokens fall in the kernels' vector lanes and blocks
+# (any change before a bf16 rounding can move the result by one bf16 step, 0.4 %). Dropping padding
+# columns only in multiples of 64 keeps every token in place, so a row gets the same log-probs in
+# any minibatch (bitwise on the CPU: tests/test_logprobs.py).
+BF16_COLUMN_ALIGN = 64
+
+
+def column_align(policy: TransformerPolicy) -> int:
+    """The multiple in which teacher-forced passes drop padding columns (see :data:`BF16_COLUMN_ALIGN`)."""
+    return BF16_COLUMN_ALIGN if policy.uses_bf16() else 1
+
+
+def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None), align: int = 1) -> th.Tensor:
     """Hidden state before each action, from one teacher-forced pass. ``-> (e, T, H)``.
 
     The state before action ``t`` is the prompt plus actions ``< t``: position ``P - 1 + t``. Prompt
-    columns that are padding in every row of ``rows`` are left out of the pass (same results).
+    columns that are padding in every row of ``rows`` are left out of the pass (same results), in
+    multiples of ``align``.
     """
     ids, mask = batch.sequences(rows)
     prompt_len = batch.prompt_ids.shape[1]
-    start = padding_columns(mask[:, :prompt_len])
+    start = padding_columns(mask[:, :prompt_len]) // align * align
     ids, mask = ids[:, start:-1], mask[:, start:-1]  # the last action is never an input
     hidden = trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
     return hidden[:, prompt_len - start - 1 :]
@@ -153,12 +296,13 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
     """Log-probs, values and entropies of every action of the episodes ``rows``, each ``(e, T)`` (values None
     when not ``with_values``: critic-free algorithms run no critic)."""
     with policy.autocast():
-        actor = step_hidden(policy.lm.base_model, batch, rows)  # (e, T, H)
+        actor = step_hidden(policy.lm.base_model, batch, rows, column_align(policy))  # (e, T, H)
         if not with_values:
             critic = None
         else:
-            critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)
-    logits = policy.logits_from_hidden(actor)  # (e, T, V)
+            critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows,
+                                                                              column_align(policy))
+    logits = policy.logits_from_hidden(actor)  # (e, T, V) fp32: the log-softmax runs in fp32
     log_probs, entropy = log_probs_and_entropy(logits, batch.tokens[rows])  # keeps only the logits for backward
     policy.record_entropy(entropy, batch.step_mask[rows])
     values = None if critic is None else policy.values_from_hidden(critic).squeeze(-1)
@@ -169,7 +313,7 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
 def critic_values(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any = slice(None)) -> th.Tensor:
     """Values of every state from the separate critic trunk, one teacher-forced pass. ``-> (e, T)``."""
     with policy.autocast():
-        hidden = step_hidden(policy.critic_trunk, batch, rows)  # (e, T, H)
+        hidden = step_hidden(policy.critic_trunk, batch, rows, column_align(policy))  # (e, T, H)
     return policy.values_from_hidden(hidden).squeeze(-1).float()
 
 
@@ -177,5 +321,5 @@ def reference_log_probs(policy: TransformerPolicy, batch: EpisodeBatch, rows: An
     """Log-probs of the actions under the policy's frozen reference, one pass per batch. ``-> (e, T)``."""
     with policy.reference() as reference:
         with policy.autocast():
-            hidden = step_hidden(reference.base_model, batch, rows)
+            hidden = step_hidden(reference.base_model, batch, rows, column_align(policy))
         return policy.reference_log_probs_from_hidden(reference, hidden, batch.tokens[rows])

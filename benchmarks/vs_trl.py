@@ -15,7 +15,8 @@ minibatch, learning rate 1e-5, KL coefficient 0.05, the same torch threads every
 pinned in every worker; each reports the count it ran on, and a table whose systems ran on different
 counts is refused). Each system
 runs ``--warmup`` untimed iterations, then ``--iterations`` timed ones; the table shows the median
-seconds per iteration and the peak RSS of the whole process (``wait4`` rusage of the child).
+seconds per iteration and the peak RSS of the whole process (``wait4`` rusage of the child); on a GPU
+textgym also reports ``torch.cuda.max_memory_allocated``.
 textgym also reports where an iteration's time goes, and one iteration in units of one bare
 ``generate`` of the same batch (same prompts, 32 sampled tokens, KV cache).
 
@@ -67,7 +68,7 @@ def workload(args: argparse.Namespace) -> dict[str, Any]:
     from textgym.vector import TokenVecEnv
 
     venv = TokenVecEnv(make_env(args), args.batch, device="cpu")
-    prompts = [venv._prompt(i) for i in range(args.batch)]
+    prompts = [venv.prompt(i) for i in range(args.batch)]
     ids = [[venv.pad_token_id] * (args.prompt_length - len(p)) + p.tolist() for p, _ in prompts]
     texts = [t for _, t in prompts]
     return {"model_dir": str(resolve_model_path(args.model)), "prompt_ids": ids, "prompt_texts": texts,
@@ -124,6 +125,8 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     device = resolve_device(spec["device"])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     args = argparse.Namespace(**{k: spec[k] for k in ("data_dir", "model", "prompt_length", "new_tokens", "batch")})
     venv = TokenVecEnv(make_env(args), spec["batch"], device=device)
     venv.eos_token_id = -1  # no early stop: every episode generates new_tokens tokens, as in TRL's PPO
@@ -157,7 +160,9 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     return {"iteration_seconds": times, "bare_generate_seconds": bare, "tokens_per_iteration": tokens,
             "phases": phases[median_iteration],  # the phases of the median iteration, so they add up
             "threads": torch.get_num_threads(),
-            "trainable_parameters": sum(p.numel() for p in model.policy.parameters() if p.requires_grad)}
+            "trainable_parameters": sum(p.numel() for p in model.policy.parameters() if p.requires_grad),
+            # RSS misses GPU memory: the allocator's peak over the whole run (model, rollouts, updates)
+            "cuda_peak_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
 
 
 def bare_generate(policy: Any, venv: Any, spec: dict[str, Any], sync: Any) -> list[float]:
@@ -286,7 +291,8 @@ def report(results: dict[str, dict[str, Any]], spec: dict[str, Any], args: argpa
         bare = statistics.median(r["bare_generate_seconds"])
         print(f"\n{name}: one iteration = {r['median_s'] / bare:.2f} bare generate calls of the same batch "
               f"({bare:.2f} s); {r['trainable_parameters'] / 1e6:.2f}M trainable parameters; "
-              f"{r['tokens_per_iteration'][-1]} generated tokens per iteration")
+              f"{r['tokens_per_iteration'][-1]} generated tokens per iteration"
+              + (f"; GPU memory peak {r['cuda_peak_gb']:.2f} GB" if r.get("cuda_peak_gb") is not None else ""))
         print("| phase (the median iteration) | s |\n|---|---|")
         for phase, seconds in r["phases"].items():
             print(f"| {phase} | {seconds:.2f} |")

@@ -81,3 +81,41 @@ def test_only_one_output_used():
         log_probs_and_entropy(z1, actions)[pick].sum().backward()
         plain(z2, actions)[pick].sum().backward()
         th.testing.assert_close(z1.grad, z2.grad)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_ppo_ratio_starts_at_one(precision):
+    """At learning_rate=0 the update's log-probs equal the rollout's old ones on every token: |ratio - 1| < 1e-3.
+
+    Under bf16 the KV-cache decode and the teacher-forced pass disagree by up to a bf16 step, so the
+    old log-probs come from a teacher-forced pass (recompute_log_probs, automatic under bf16) whose
+    padding columns are dropped in aligned blocks, so that every minibatch computes a row alike.
+    The weights are scaled up so that bf16 rounding shows (1 % without the recompute).
+    """
+    from tiny import tiny_llama_config, tiny_tokenizer, uneven_env
+
+    from agents import PPO
+    from agents.rollout import evaluate_episodes
+    from textgym.vector import TokenVecEnv
+
+    tok = tiny_tokenizer()
+    venv = TokenVecEnv(uneven_env(tok, 8), 8, device="cpu")
+    venv.seed(0)
+    model = PPO("TransformerPolicy", venv, n_steps=8, batch_size=24, n_epochs=1, learning_rate=0.0, seed=0,
+                policy_kwargs=dict(model_name=None, precision=precision,
+                                   model_config=tiny_llama_config(len(tok), hidden_size=64, intermediate_size=128)))
+    assert model.policy.recomputes_log_probs() == (precision == "bf16")
+    for p in model.policy.lm.parameters():
+        if p.dim() > 1:
+            th.nn.init.normal_(p, std=0.1)
+    model.learn(8)
+    worst = 0.0
+    with th.no_grad():
+        for batch in model.rollout_buffer.get(24):  # the update's shuffled minibatches
+            with model.policy.autocast():
+                assert model.policy.logits_from_hidden(th.zeros(1, 64)).dtype == th.float32
+            log_probs, _, _ = evaluate_episodes(model.policy, batch)
+            ratio = (log_probs - batch.log_probs).exp()
+            worst = max(worst, float((ratio - 1).abs()[batch.step_mask].max()))
+    print(f"{precision}: max |ratio - 1| = {worst:.2e}")
+    assert worst < 1e-3

@@ -105,3 +105,50 @@ def test_bad_actions_and_misuse(smollm_tokenizer):
         TokenVecEnv(vec.env, 0)
     with pytest.raises(TypeError, match="TextEnv"):
         TokenVecEnv(gym.make("CartPole-v1"), 2)
+
+
+@pytest.mark.parametrize("reward_mode", ["terminal", "dense"])
+def test_a_rollout_scored_after_it_ended_pays_what_the_steps_pay(smollm_tokenizer, reward_mode):
+    """apply_actions (device only) then score_rollout: the rewards and final infos advance() pays step by step."""
+    import torch
+
+    kwargs = _kwargs(smollm_tokenizer, reward_mode)
+    by_step, deferred = (textgym.make_vec("textgym/Generation-v0", N, device="cpu", **kwargs) for _ in range(2))
+    rng = np.random.default_rng(1)
+    for seed in range(3):
+        by_step.reset_all(seed=seed)
+        deferred.reset_all(seed=seed)
+        reference_ids = [smollm_tokenizer(info["references"][0], add_special_tokens=False)["input_ids"]
+                         for info in by_step.reset_infos]  # each env says its reference, with errors
+        horizon = by_step.max_new_tokens
+        rewards, finals, mask = np.zeros((N, horizon), dtype=np.float32), [], np.zeros((N, horizon), dtype=bool)
+        for t in range(horizon):
+            actions = np.array([ids[t % len(ids)] for ids in reference_ids])
+            actions[rng.random(N) < 0.3] = rng.integers(0, len(smollm_tokenizer))
+            actions[rng.random(N) < 0.15] = smollm_tokenizer.eos_token_id
+            actions = torch.as_tensor(actions)
+            mask[:, t] = (~by_step.finished).numpy()
+            rewards[:, t], _, _, final_infos = by_step.advance(actions)
+            finals.append(final_infos)
+            deferred.apply_actions(actions)
+        got_rewards, got_finals = deferred.score_rollout(mask)
+        np.testing.assert_allclose(got_rewards, rewards, atol=1e-6)
+        assert got_finals == finals
+        assert (rewards != 0).any()
+
+
+def test_public_seeding_and_prompts(smollm_tokenizer):
+    vec = textgym.make_vec("textgym/Generation-v0", 2, device="cpu", tokenizer=smollm_tokenizer)
+    single = gym.make("textgym/Generation-v0", tokenizer=smollm_tokenizer).unwrapped
+    vec.seed_next_reset([5, None], [None, {"sample_index": 3}])
+    obs = vec.reset()
+    single_obs, info = single.reset(seed=5)
+    np.testing.assert_array_equal(obs["input_ids"][0], single_obs["input_ids"])
+    assert vec.reset_infos[1]["sample_id"] == vec.env.samples[3].id
+    ids, text = vec.prompt(3)
+    assert text == vec.reset_infos[1]["prompt_text"] and ids.tolist() == obs["input_ids"][1][obs["attention_mask"][1][
+        : vec.prompt_length].astype(bool).nonzero()[0]].tolist()
+    with pytest.raises(ValueError, match="one seed and one options entry per env"):
+        vec.seed_next_reset([1])
+    with pytest.raises(ValueError, match="sample_index"):
+        vec.prompt(len(vec.env.samples))

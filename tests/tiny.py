@@ -32,3 +32,11 @@ def tiny_llama_config(vocab_size: int, **overrides) -> dict:
               "max_position_embeddings": 64, "tie_word_embeddings": True}
     config.update(overrides)
     return config
+
+
+def uneven_env(tokenizer=None, max_new_tokens: int = 4, reward_mode: str = "terminal") -> TextEnv:
+    """Prompts of 3 to 7 tokens in a 12-token window: left padding that differs by row."""
+    sources = ["say good", "say bad cat", "say sun rain red", "say big small run sit dog"]
+    return TextEnv([Sample(f"s{i}", s, ("good good",)) for i, s in enumerate(sources)], tokenizer or tiny_tokenizer(),
+                   max_prompt_length=12, max_new_tokens=max_new_tokens, prompt_template="{source} :",
+                   reward="rouge1", reward_mode=reward_mode)

@@ -7,9 +7,10 @@ at once with a message that says what is allowed.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-__all__ = ["resolve_device", "DEVICE_HELP"]
+__all__ = ["resolve_device", "supports_bf16", "DEVICE_HELP"]
 
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
@@ -59,3 +60,34 @@ def resolve_device(device: Any = "auto"):
     elif resolved.type != "cpu":
         raise ValueError(f"device must be one of {DEVICE_HELP}, got {device!r}")
     return resolved
+
+
+def supports_bf16(device: Any = "auto") -> bool:
+    """Whether ``device`` computes in bf16 natively: a CUDA device whose hardware has bf16.
+
+    Emulated bf16 does not count (``torch.cuda.is_bf16_supported(including_emulation=False)``):
+    older cards would run it slower than fp32. A torch too old to tell gets ``False`` (fp32). CPUs
+    and MPS get ``False``; bf16 on a CPU is opt-in (``precision="bf16"``).
+
+    Example:
+        >>> supports_bf16("cpu")
+        False
+    """
+    import torch
+
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return False
+    return _cuda_bf16(torch.cuda.current_device() if resolved.index is None else resolved.index)
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_bf16(index: int) -> bool:
+    """Native bf16 on CUDA device ``index`` (asked once per device: policies ask on every forward)."""
+    import torch
+
+    try:
+        with torch.cuda.device(index):
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.4 has no including_emulation: no honest answer, so fp32
+        return False

@@ -173,12 +173,58 @@ def load_tokenizer(spec: Any = None):
     return _from_pretrained(AutoTokenizer, where, spec or default_model(), "tokenizer")
 
 
-def load_causal_lm(spec: Any = None, **kwargs: Any):
-    """Load a causal LM from a name or folder (``None``: :func:`default_model`), or pass a model through."""
+DTYPES = ("fp32", "bf16", "fp16", "auto")
+
+
+def as_torch_dtype(dtype: Any):
+    """A ``dtype`` argument as a ``torch.dtype``, or ``"auto"`` (the checkpoint's own).
+
+    Accepts ``"fp32"``/``"float32"``, ``"bf16"``/``"bfloat16"``, ``"fp16"``/``"float16"``, ``"auto"``
+    or a floating ``torch.dtype``.
+
+    >>> as_torch_dtype("bf16")
+    torch.bfloat16
+    >>> as_torch_dtype("int8")
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype must be one of ['fp32', 'bf16', 'fp16', 'auto'] or a floating torch.dtype, got 'int8'
+    """
+    import torch
+
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16, "auto": "auto"}
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    if isinstance(dtype, str) and dtype.strip().lower() in names:
+        return names[dtype.strip().lower()]
+    raise ValueError(f"dtype must be one of {list(DTYPES)} or a floating torch.dtype, got {dtype!r}")
+
+
+def _dtype_kwargs(dtype: Any) -> dict[str, Any]:
+    """``from_pretrained``'s dtype argument: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
+
+
+def load_causal_lm(spec: Any = None, *, dtype: Any = "fp32", **kwargs: Any):
+    """Load a causal LM from a name or folder (``None``: :func:`default_model`), or pass a model through.
+
+    Args:
+        spec: A name or folder (see :func:`resolve_model_path`), or a loaded model (returned as is).
+        dtype: The weights' dtype (see :func:`as_torch_dtype`). fp32 by default, whatever the
+            checkpoint holds: most hub checkpoints are stored in bf16, and transformers keeps the
+            stored dtype unless told otherwise. Training bf16 weights rounds most small updates
+            away, and a CPU computes bf16 slowly; ask for ``"bf16"`` to evaluate on a GPU with half
+            the memory, or ``"auto"`` for the stored dtype.
+        **kwargs: More ``from_pretrained`` arguments.
+    """
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         return spec
     from transformers import AutoModelForCausalLM
 
+    kwargs = {**_dtype_kwargs(as_torch_dtype(dtype)), **kwargs}  # a bad dtype fails before any download
     where = resolve_model_path(spec)
     if isinstance(where, Path) and not (where / "config.json").is_file():
         raise FileNotFoundError(f"model folder {where} has no config.json; save one with model.save_pretrained(folder)")

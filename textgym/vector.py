@@ -72,8 +72,10 @@ class TokenVecEnv(VecEnv):
         super().__init__(n, env.observation_space, env.action_space)
 
     # --- per-env episode starts ----------------------------------------------------------
-    def _prompt(self, index: int) -> tuple[torch.Tensor, str]:
-        """Prompt ids (tokenized once per sample) and the prompt text."""
+    def prompt(self, sample_index: int) -> tuple[torch.Tensor, str]:
+        """The prompt of sample ``sample_index`` as the envs show it: ``(P',)`` ids on the device
+        (truncated, without padding; tokenized once per sample) and its text."""
+        index = check_sample_index(sample_index, len(self.env.samples))
         if index not in self._prompt_cache:
             ids = self.env.prompt_encoder.encode(self.env.samples[index].source)
             self._prompt_cache[index] = (torch.tensor(ids, dtype=torch.long, device=self.device),
@@ -92,7 +94,7 @@ class TokenVecEnv(VecEnv):
             index = check_sample_index(options["sample_index"], len(self.env.samples))
         else:
             index = self._group_draw(i)
-        ids, _ = self._prompt(index)
+        ids, _ = self.prompt(index)
         self._sample_index[i] = index
         self.input_ids[i].fill_(self.pad_token_id)
         self.attention_mask[i].zero_()
@@ -125,8 +127,21 @@ class TokenVecEnv(VecEnv):
     def _reset_info(self, i: int) -> dict[str, Any]:
         sample = self.env.samples[self._sample_index[i]]
         group = {"group": i // self.group_size} if self.group_size > 1 else {}
-        return {"sample_id": sample.id, "source": sample.source, "prompt_text": self._prompt(self._sample_index[i])[1],
+        return {"sample_id": sample.id, "source": sample.source, "prompt_text": self.prompt(self._sample_index[i])[1],
                 "references": list(sample.references), **group}
+
+    def seed_next_reset(self, seeds: Sequence[int | None], options: Sequence[dict[str, Any] | None] | None = None) -> None:
+        """Seeds (and reset options) per env for the next :meth:`reset`, as SB3's ``seed``/``set_options`` hold them.
+
+        Args:
+            seeds: One seed (or ``None``) per env.
+            options: One options dict (or ``None``) per env; ``None``: no options.
+        """
+        options = [None] * self.num_envs if options is None else list(options)
+        if len(seeds) != self.num_envs or len(options) != self.num_envs:
+            raise ValueError(f"seed_next_reset needs one seed and one options entry per env ({self.num_envs}), "
+                             f"got {len(seeds)} and {len(options)}")
+        self._seeds, self._options = list(seeds), [dict(o) if o else {} for o in options]
 
     def reset_all(self, seed: int | None = None) -> None:
         """Start a new episode in every env (seeds ``seed + i`` when given)."""
@@ -155,49 +170,128 @@ class TokenVecEnv(VecEnv):
         ids = as_token_ids(actions, self.num_envs, self.env.vocab_size)  # (N,) int64
         return torch.from_numpy(ids).to(self.device)
 
-    def advance(self, actions: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
-        """Append one token to every unfinished env. ``actions: (N,)`` long on the device.
+    def apply_actions(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Append one token to every unfinished env, on the device only (no host sync, no rewards).
 
-        Returns ``(rewards, terminated, truncated, final_infos)`` as NumPy arrays of shape ``(N,)``
-        and ``{env index: TextEnv-style final info}`` for the episodes that ended now. Finished envs
-        ignore their action and get reward 0 until they are reset. The transition and the rewards
-        are TextEnv's own (:func:`episode_flags`, :meth:`TextEnv.score_step`).
+        ``actions: (N,)`` long on the device. Returns ``(active, terminated, truncated)``, ``(N,)``
+        bool tensors: which envs took this step and how those that ended now ended. The transition
+        is TextEnv's own (:func:`episode_flags`); finished envs ignore their action.
         """
         active = ~self.finished  # (N,)
         is_eos, grown, truncated = episode_flags(actions, self.num_generated, self.eos_token_id, self.max_new_tokens)
         is_eos, truncated = is_eos & active, truncated & active  # (N,)
-        position = (self.prompt_length + self.num_generated).clamp(max=self.input_ids.shape[1] - 1)
-        rows = self._rows[active]
-        self.input_ids[rows, position[active]] = actions[active]  # EOS is shown in the last observation
-        self.attention_mask[rows, position[active]] = 1
+        column = (self.prompt_length + self.num_generated).clamp(max=self.input_ids.shape[1] - 1).unsqueeze(1)  # (N, 1)
+        # Rows that did not act write back what they hold (a full-row scatter: no mask indexing, no sync).
+        ids = torch.where(active, actions, self.input_ids.gather(1, column).squeeze(1))  # EOS is shown in the last obs
+        mask = torch.where(active, 1, self.attention_mask.gather(1, column).squeeze(1))
+        self.input_ids.scatter_(1, column, ids.unsqueeze(1))
+        self.attention_mask.scatter_(1, column, mask.unsqueeze(1))
         self.num_generated = torch.where(active, grown, self.num_generated)
         self.finished |= is_eos | truncated
-        terminated_np, truncated_np = is_eos.cpu().numpy(), truncated.cpu().numpy()
-        running = np.flatnonzero(active.cpu().numpy())
-        rewards = np.zeros(self.num_envs, dtype=np.float32)
-        final_infos: dict[int, dict[str, Any]] = {}
-        if len(running):
-            reset_infos = [self._reset_info(i) for i in running]
-            step_rewards, last, finals = self.env.score_step(
-                [r["prompt_text"] for r in reset_infos], lambda ks: self._texts(running[ks]),
-                [r["references"] for r in reset_infos], (terminated_np | truncated_np)[running],
-                self._last_score[running])
-            rewards[running], self._last_score[running] = step_rewards, last
-            if finals:
-                ended = running[list(finals)]
-                texts, counts = self._texts(ended), self.num_generated[list(ended)].tolist()
-                for i, k, text, count in zip(ended, finals, texts, counts):
-                    score, metrics = finals[k]
-                    final_infos[int(i)] = {**reset_infos[k], "generation": text, "num_tokens": count,
-                                           "metrics": metrics, "score": score}
+        return active, is_eos, truncated
+
+    def advance(self, actions: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, dict[str, Any]]]:
+        """:meth:`apply_actions`, then this step's rewards (one batched reward call).
+
+        Returns ``(rewards, terminated, truncated, final_infos)`` as NumPy arrays of shape ``(N,)``
+        and ``{env index: TextEnv-style final info}`` for the episodes that ended now. Finished envs
+        get reward 0 until they are reset. The rewards are TextEnv's own (:meth:`TextEnv.score_step`).
+        """
+        active, is_eos, truncated = self.apply_actions(actions)
+        flags = torch.stack([active, is_eos, truncated]).cpu().numpy()  # one copy to the host
+        active_np, terminated_np, truncated_np = flags
+        running = np.flatnonzero(active_np)
+        rewards, final_infos = self._score(running, (terminated_np | truncated_np)[running],
+                                           self.num_generated.cpu().numpy())
         return rewards, terminated_np, truncated_np, final_infos
 
-    def _texts(self, envs: Sequence[int]) -> list[str]:
-        start = self.prompt_length
-        counts = self.num_generated[list(envs)].tolist()
-        rows = self.input_ids[list(envs), start : start + max(counts, default=0)].tolist()
-        return [t.strip() for t in self.env.tokenizer.batch_decode(
-            [row[:c] for row, c in zip(rows, counts)], skip_special_tokens=True)]
+    def score_rollout(self, step_mask: np.ndarray) -> tuple[np.ndarray, list[dict[int, dict[str, Any]]]]:
+        """Rewards of a whole lockstep rollout driven by :meth:`apply_actions`, scored after it ended.
+
+        The rewards are those :meth:`advance` would have paid step by step (same reward calls in
+        dense mode; in terminal mode one batched call for all the episodes instead of one per step).
+
+        Args:
+            step_mask: ``(N, T)`` bool, which envs acted at each step since :meth:`reset_all`; every
+                env must have finished.
+
+        Returns:
+            ``(rewards (N, T) float32, final infos)``, the latter a list of ``T`` dicts ``{env index:
+            final info}`` of the episodes that ended at each step.
+        """
+        n, horizon = step_mask.shape
+        ends = step_mask.sum(1) - 1  # (N,) the step at which each episode ended
+        ids, counts = self.input_ids.cpu().numpy(), self.num_generated.cpu().numpy()  # (N, L), (N,)
+        rewards = np.zeros((n, horizon), dtype=np.float32)
+        finals: list[dict[int, dict[str, Any]]] = [{} for _ in range(horizon)]
+        if self.env.reward_mode != "dense":  # nothing to pay before the end: one call for every episode
+            running = np.flatnonzero(ends >= 0)
+            step_rewards, infos = self._score(running, np.ones(len(running), dtype=bool), counts, ids)
+            rewards[running, ends[running]] = step_rewards[running]
+            for i in sorted(infos, key=lambda i: (ends[i], i)):
+                finals[ends[i]][i] = infos[i]
+            return rewards, finals
+        for t in range(int(ends.max()) + 1):  # dense: each step's prefixes, as advance() scores them
+            running = np.flatnonzero(step_mask[:, t])
+            rewards[:, t], finals[t] = self._score(running, ends[running] == t, np.where(ends == t, counts, t + 1), ids)
+        return rewards, finals
+
+    def _score(self, running: np.ndarray, done: np.ndarray, counts: np.ndarray, ids: np.ndarray | None = None
+               ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+        """Rewards ``(N,)`` and final infos of one step of the envs ``running``.
+
+        ``done``: which of them ended at this step; ``counts: (N,)`` tokens each has generated by
+        then; ``ids``: a host copy of the ``(N, L)`` tokens (default: read the rows from the device).
+        """
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        final_infos: dict[int, dict[str, Any]] = {}
+        if not len(running):
+            return rewards, final_infos
+        reset_infos = [self._reset_info(i) for i in running]
+        step_rewards, last, finals = self.env.score_step(
+            [r["prompt_text"] for r in reset_infos], lambda ks: self._texts(running[ks], counts, ids),
+            [r["references"] for r in reset_infos], done, self._last_score[running])
+        rewards[running], self._last_score[running] = step_rewards, last
+        if finals:
+            ended = running[list(finals)]
+            for i, k, text in zip(ended, finals, self._texts(ended, counts, ids)):
+                score, metrics = finals[k]
+                final_infos[int(i)] = {**reset_infos[k], "generation": text, "num_tokens": int(counts[i]),
+                                       "metrics": metrics, "score": score}
+        return rewards, final_infos
+
+    def _texts(self, envs: Sequence[int], counts: np.ndarray, ids: np.ndarray | None = None) -> list[str]:
+        """The first ``counts[i]`` generated tokens of each env ``i`` in ``envs``, decoded."""
+        start, envs = self.prompt_length, [int(i) for i in envs]
+        width = max((int(counts[i]) for i in envs), default=0)
+        source = (self.input_ids if ids is None else ids)[envs, start : start + width].tolist()  # (n, width)
+        rows = [row[: int(counts[i])] for row, i in zip(source, envs)]
+        return [t.strip() for t in self.env.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+    def step_infos(self, final_infos: dict[int, dict[str, Any]], truncated: np.ndarray,
+                   episodes: tuple[np.ndarray, np.ndarray] | None = None,
+                   rows: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+        """SB3-style infos of one step: ``{}`` for the envs still running; for those in ``final_infos``
+        their final info plus ``terminal_observation`` (their rows now) and ``TimeLimit.truncated``.
+
+        Args:
+            final_infos: ``{env index: final info}`` of the episodes that ended at this step (updated in place).
+            truncated: ``(N,)`` bool, which of them hit the length limit.
+            episodes: ``(returns (N,), lengths (N,))``: also add SB3 Monitor's ``episode`` entry.
+            rows: A host copy of :meth:`observations` to take the terminal observations from
+                (default: copy the ended rows from the device).
+        """
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if final_infos:
+            ended = list(final_infos)
+            terminal = self.observations(ended) if rows is None else {k: v[ended] for k, v in rows.items()}
+            for k, (i, info) in enumerate(final_infos.items()):
+                if episodes is not None:
+                    info["episode"] = {"r": float(episodes[0][i]), "l": int(episodes[1][i])}
+                info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
+                info["TimeLimit.truncated"] = bool(truncated[i])
+                infos[i] = info
+        return infos
 
     def observations(self, envs: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """The current observations as NumPy arrays, ``(N, L)`` (or the rows ``envs``)."""
@@ -229,14 +323,9 @@ class TokenVecEnv(VecEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         rewards, terminated, truncated, final_infos = self.advance(self._actions)
         self._actions = None
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if final_infos:
-            terminal = self.observations(list(final_infos))
-            for k, (i, info) in enumerate(final_infos.items()):
-                info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
-                info["TimeLimit.truncated"] = bool(truncated[i])
-                infos[i] = info
-                self.reset_infos[i] = self.reset_env(i)
+        infos = self.step_infos(final_infos, truncated)
+        for i in final_infos:
+            self.reset_infos[i] = self.reset_env(i)
         return self.observations(), rewards, terminated, truncated, infos
 
     def close(self) -> None:
