@@ -31,7 +31,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def _value(text: str):
     import yaml
 
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    try:
+        return float(value) if isinstance(value, str) else value  # PyYAML reads 1e-5 (no dot) as a string
+    except ValueError:
+        return value
 
 
 def learner_for(name: str, defaults: bool, overrides: dict):

@@ -11,6 +11,7 @@ SB3-style class with the same constructor) and the keyword arguments that make i
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -25,10 +26,15 @@ from tiny import WORDS, tiny_llama_config
 
 
 # --- rewards: pure batched callables (prompts, generations, references) -> list[float] ------------
-class ContainsWord:
-    """1 when the generation contains ``word`` as a whole word, else 0. Optimum: 1.
+def words(text: str) -> list[str]:
+    """Whitespace-separated words, lowercased, with surrounding punctuation stripped (``"Cat."`` -> ``"cat"``)."""
+    return [w.strip(string.punctuation).lower() for w in text.split()]
 
-    >>> ContainsWord("cat")(["p", "p"], ["a cat sat", "category"], [[""], [""]])
+
+class ContainsWord:
+    """1 when the generation contains ``word`` as a whole word (any case, punctuation aside), else 0. Optimum: 1.
+
+    >>> ContainsWord("cat")(["p", "p"], ["A Cat sat.", "category"], [[""], [""]])
     [1.0, 0.0]
     """
 
@@ -36,7 +42,7 @@ class ContainsWord:
         self.word, self.name = word, f"contains_{word}"
 
     def __call__(self, prompts: Sequence[str], generations: Sequence[str], references: Any) -> list[float]:
-        return [float(self.word in text.split()) for text in generations]
+        return [float(self.word in words(text)) for text in generations]
 
 
 class LengthTarget:
@@ -67,7 +73,7 @@ class AvoidWord:
         self.word, self.max_words, self.name = word, max_words, f"avoid_{word}"
 
     def __call__(self, prompts: Sequence[str], generations: Sequence[str], references: Any) -> list[float]:
-        return [sum(w != self.word for w in text.split()) / self.max_words for text in generations]
+        return [sum(w != self.word for w in words(text)) / self.max_words for text in generations]
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -114,10 +120,12 @@ def task_samples() -> list[Sample]:
     return [Sample(f"s{i}", f"say {w}", ("-",)) for i, w in enumerate(WORDS[:4])]
 
 
-def make_env(task: Task, n_envs: int, tokenizer: Any = None) -> TokenVecEnv:
-    """The task as a fast-path vector env of ``n_envs`` episodes."""
-    env = TextEnv(task_samples(), tokenizer or task_tokenizer(), reward=task.reward, max_prompt_length=10,
-                  max_new_tokens=task.max_new_tokens, prompt_template="{source} :")
+def make_env(task: Task, n_envs: int, tokenizer: Any = None, samples: Sequence[Sample] | None = None,
+             **env_kwargs: Any) -> TokenVecEnv:
+    """The task as a fast-path vector env of ``n_envs`` episodes (default: the tiny prompts and tokenizer)."""
+    env_kwargs = {"max_prompt_length": 10, "prompt_template": "{source} :", **env_kwargs}
+    env = TextEnv(samples or task_samples(), tokenizer or task_tokenizer(), reward=task.reward,
+                  max_new_tokens=task.max_new_tokens, **env_kwargs)
     return TokenVecEnv(env, n_envs, device="cpu")
 
 
@@ -211,9 +219,14 @@ class Result:
 
 
 def train(learner: Learner, task: Task, budget: int, *, seed: int = 0, fraction: float = 0.9,
-          policy_kwargs: dict[str, Any] | None = None, stop_early: bool = True, **overrides: Any) -> Result:
-    """Train ``learner`` on ``task`` for at most ``budget`` env steps; record when ``fraction`` of the optimum is reached."""
-    env = make_env(task, learner.n_envs)
+          policy_kwargs: dict[str, Any] | None = None, stop_early: bool = True, env: Any = None,
+          **overrides: Any) -> Result:
+    """Train ``learner`` on ``task`` for at most ``budget`` env steps; record when ``fraction`` of the optimum is reached.
+
+    ``env``: the vector env to train on (default: the task on the tiny prompts, ``learner.n_envs`` episodes).
+    ``overrides``: keyword arguments of the algorithm that replace the learner's.
+    """
+    env = make_env(task, learner.n_envs) if env is None else env
     kwargs = {**learner.kwargs, **overrides}
     model = learner.cls("TransformerPolicy", env, seed=seed, policy_kwargs=policy_kwargs or tiny_policy_kwargs(),
                         **kwargs)
