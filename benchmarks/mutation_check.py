@@ -33,8 +33,7 @@ class Mutation:
     patches: tuple[tuple[str, str, str], ...]  # (file, old text, new text)
 
 
-_GAE = "        batch.advantages, batch.returns = compute_gae(batch.rewards, batch.values, batch.step_mask,\n" \
-       "                                                      self.gamma, self.gae_lambda)\n"
+_GAE = "        return compute_gae(batch.rewards, batch.values, batch.step_mask, self.gamma, self.gae_lambda)\n"
 
 # The critic reads the state *after* the action (prompt + actions <= t): b(s_t, a_t), an off-by-one in its pass.
 _AFTER_ACTION = '''
@@ -52,21 +51,23 @@ def evaluate_episodes('''
 
 MUTATIONS = (
     Mutation("a", "flipped advantage sign", (
-        ("agents/buffers.py", _GAE, _GAE + "        batch.advantages = -batch.advantages\n"),
+        ("agents/base.py", _GAE, _GAE.replace("return compute_gae", "advantages, returns = compute_gae")
+         + "        return -advantages, returns\n"),
     )),
     Mutation("b", "baseline that uses the action (the critic sees the action it judges)", (
         ("agents/rollout.py", "\n\ndef evaluate_episodes(", _AFTER_ACTION),
         ("agents/rollout.py",
-         "critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)",
+         "critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows,\n"
+         "                                                                              column_align(policy))",
          "critic = _after_action(policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk, batch, rows)"),
-        ("agents/rollout.py", "hidden = step_hidden(policy.critic_trunk, batch, rows)  # (e, T, H)",
+        ("agents/rollout.py", "hidden = step_hidden(policy.critic_trunk, batch, rows, column_align(policy))  # (e, T, H)",
          "hidden = _after_action(policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk, batch, rows)"),
         ("agents/base.py", "        if self.policy.critic_trunk is not None:\n            batch.values =",
          "        if True:  # mutation: always the action-aware critic\n            batch.values ="),
     )),
     Mutation("c", "KL penalty with the wrong sign (a bonus for leaving the reference)", (
-        ("agents/buffers.py", "batch.rewards = batch.env_rewards - kl_coef * kl",
-         "batch.rewards = batch.env_rewards + kl_coef * kl"),
+        ("agents/base.py", "batch.rewards = batch.env_rewards - self.kl_coef * kl",
+         "batch.rewards = batch.env_rewards + self.kl_coef * kl"),
         ("agents/buffers.py", "reward = np.asarray(reward, dtype=np.float32) - self.penalty(",
          "reward = np.asarray(reward, dtype=np.float32) + self.penalty("),
     )),
