@@ -14,8 +14,8 @@ def token_kl(log_probs, ref_log_probs, mask=None):
     The one place the sign of the penalty is written: every reward subtracts ``kl_coef`` times this.
     Works on tensors of any matching shape (``(E, T)`` on the fast path, ``(n_envs,)`` per stock step).
 
-    >>> token_kl(th.tensor([-1.0, -2.0]), th.tensor([-1.5, -1.0]), th.tensor([True, False]))
-    tensor([0.5000, 0.0000])
+    >>> token_kl(th.tensor([-1.0, -2.0]), th.tensor([-1.5, -1.0]), th.tensor([True, False])).tolist()
+    [0.5, -0.0]
     """
     kl = log_probs.float() - ref_log_probs.float()
     return kl if mask is None else kl * mask.to(kl.dtype)

@@ -66,7 +66,7 @@ def check_ranges(obj: Any, owner: str = "", values: dict[str, Any] | None = None
     >>> check_ranges(PPOConfig, values={"n_steps": 0})
     Traceback (most recent call last):
     ...
-    ValueError: n_steps must be an integer >= 1, got 0
+    ValueError: n_steps must be >= 1, got 0
     """
     cls = obj if isinstance(obj, type) else type(obj)
     hints = typing.get_type_hints(cls)
