@@ -9,7 +9,6 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
-from agents.kl import token_kl
 
 # (observations, actions, log_probs, episode_starts) -> per-env penalty to subtract from the reward
 PenaltyFn = Callable[[dict[str, np.ndarray], np.ndarray, th.Tensor, np.ndarray], np.ndarray]
@@ -109,9 +108,8 @@ class EpisodeRolloutBuffer(RolloutBuffer):
     """SB3's RolloutBuffer for the fast path: whole episodes as token tensors, not per-step arrays.
 
     The rollout adds lockstep batches of episodes (:meth:`add_episodes`, with the log-probs and
-    values recorded while sampling); the algorithm adds the reference log-probs, then
-    :meth:`compute_returns_and_advantage` subtracts ``kl_coef * KL`` from the rewards and runs GAE
-    over the token axis; :meth:`get` yields shuffled episode minibatches of about ``batch_size``
+    values recorded while sampling); the algorithm adds the reference log-probs, the KL-penalised
+    rewards and its advantages (GAE over the token axis for PPO/A2C, group baselines for RLOO/GRPO); :meth:`get` yields shuffled episode minibatches of about ``batch_size``
     steps each, so the update evaluates each episode in one teacher-forced forward.
     """
 
@@ -134,15 +132,12 @@ class EpisodeRolloutBuffer(RolloutBuffer):
         """Actions actually taken (the steps of every episode, EOS included)."""
         return 0 if self.episodes is None else self.episodes.num_steps
 
-    def compute_returns_and_advantage(self, last_values: th.Tensor | None = None, dones: np.ndarray | None = None, *,
-                                      kl_coef: float = 0.0) -> None:  # type: ignore[override]
-        """Rewards ``env_rewards - kl_coef * (log_probs - ref_log_probs)``, then GAE. Episodes end inside the buffer,
-        so ``last_values`` and ``dones`` (SB3's arguments for a cut-off rollout) are not needed. (The text
-        algorithms do this themselves, with their own advantages: see ``TextAlgorithm._score_episodes``.)"""
-        batch = self.episodes
-        batch.rewards = batch.env_rewards - kl_coef * token_kl(batch.log_probs, batch.ref_log_probs, batch.step_mask)
-        batch.advantages, batch.returns = compute_gae(batch.rewards, batch.values, batch.step_mask,
-                                                      self.gamma, self.gae_lambda)
+    def compute_returns_and_advantage(self, last_values: th.Tensor | None = None,
+                                      dones: np.ndarray | None = None) -> None:  # type: ignore[override]
+        """Not here: the algorithm scores the episodes (KL-penalised rewards, its own advantages: see
+        ``TextAlgorithm._score_episodes``), since RLOO and GRPO do not use GAE."""
+        raise TypeError("EpisodeRolloutBuffer's rewards and advantages are set by the algorithm "
+                        "(TextAlgorithm._score_episodes), not by compute_returns_and_advantage")
 
     def row_chunks(self, batch_size: int, shuffle: bool = False) -> Iterator[th.Tensor]:
         """Row indices of episode groups holding about ``batch_size`` steps each."""
