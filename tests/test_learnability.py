@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 import torch as th
-from learnability import TASKS, Learner, first_token_distributions, frequent_word_model, regularized_objective, \
-    task_tokenizer, tiny_policy_kwargs, train
+from learnability import TASKS, ContainsWord, Learner, Task, first_token_distributions, frequent_word_model, \
+    make_env, regularized_objective, task_tokenizer, tiny_policy_kwargs, train
 
 from agents import A2C, PPO
 
@@ -78,3 +78,31 @@ def test_reaches_the_kl_regularized_optimum(learner):
     at_start, _ = regularized_objective(log_ref, log_ref, rewards, KL_COEF)
     print(f"{learner}: J(pi) = {value:.3f}, J* = {best:.3f}, J(ref) = {at_start:.3f}")
     assert value >= 0.9 * best, f"J(pi) = {value:.3f} < 0.9 J* = {0.9 * best:.3f} (J(ref) = {at_start:.3f})"
+
+
+# --- the real model (slow) ----------------------------------------------------------------------
+ANIMAL_PROMPTS = ("Name an animal.", "Name a pet.", "What animal do you like?", "Tell me about an animal.",
+                  "Name a small animal.", "Which animal says meow?", "Write one word.", "Say something.")
+# SmolLM2-135M-Instruct, 16 replies of 8 tokens per rollout. Seed 0 reaches 0.9 at 1024 steps on one thread
+# (4.5 min); seeds 0-2 on two threads at 1280, 640 and 1536. No KL penalty: the KL is tested on the bandit.
+SMOLLM2_LEARNER = Learner(PPO, dict(learning_rate=1e-4, n_steps=8, batch_size=64, n_epochs=4, kl_coef=0.0))
+SMOLLM2_BUDGET = 2560
+
+
+@pytest.mark.slow
+def test_smollm2_learns_to_say_a_target_word():
+    """Reward 1 when the reply says "cat": about 0.1 at the start, 0.9 within the budget.
+
+    With the ``textgym train`` defaults (``PPOConfig``: learning rate 1e-5, 2 epochs, kl_coef 0.05) the same
+    run stays at 0.0-0.12 for 10 rollouts while its KL to the reference climbs to 1 nat per episode.
+    """
+    from textgym.data.base import Sample
+
+    task = Task("say_cat", ContainsWord("cat"), 1.0, max_new_tokens=8)
+    samples = [Sample(f"a{i}", prompt, ("-",)) for i, prompt in enumerate(ANIMAL_PROMPTS)]
+    env = make_env(task, 16, tokenizer="smollm2-135m", samples=samples, max_prompt_length=64, prompt_template="auto")
+    result = train(SMOLLM2_LEARNER, task, SMOLLM2_BUDGET, seed=SEED, env=env,
+                   policy_kwargs=dict(model_name="smollm2-135m"))
+    curve = [round(score, 2) for score in result.curve]
+    print(f"smollm2 say_cat: reached 0.9 at {result.reached_at} of {SMOLLM2_BUDGET} steps; curve {curve}")
+    assert result.reached_at is not None, f"PPO did not reach 0.9 on say_cat in {SMOLLM2_BUDGET} steps: {curve}"
