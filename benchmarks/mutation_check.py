@@ -50,6 +50,8 @@ def _after_action(trunk, batch, rows=slice(None)):
 
 def evaluate_episodes('''
 
+_CRITIC = "policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk"
+
 MUTATIONS = (
     Mutation("a", "flipped advantage sign", (
         ("agents/buffers.py", _GAE, _GAE + "        batch.advantages = -batch.advantages\n"),
@@ -58,9 +60,9 @@ MUTATIONS = (
         ("agents/rollout.py", "\n\ndef evaluate_episodes(", _AFTER_ACTION),
         ("agents/rollout.py",
          "critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows)",
-         "critic = _after_action(policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk, batch, rows)"),
+         f"critic = _after_action({_CRITIC}, batch, rows)"),
         ("agents/rollout.py", "hidden = step_hidden(policy.critic_trunk, batch, rows)  # (e, T, H)",
-         "hidden = _after_action(policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk, batch, rows)"),
+         f"hidden = _after_action({_CRITIC}, batch, rows)"),
         ("agents/base.py", "        if self.policy.critic_trunk is not None:\n            batch.values =",
          "        if True:  # mutation: always the action-aware critic\n            batch.values ="),
     )),
@@ -163,9 +165,9 @@ def main() -> int:
     print("\n| mutation | " + " | ".join(names) + " | s |")
     print("|---|" + "---|" * (len(names) + 1))
     for mutation, outcomes, seconds in table:
+        marks = {"passed": "pass", "FAILED": "**FAIL**", "ERROR": "**ERROR**"}
         cells = ["does not apply"] * len(names) if outcomes is None else \
-            [{"passed": "pass", "FAILED": "**FAIL**", "ERROR": "**ERROR**"}.get(outcomes.get(n, ""), outcomes.get(n, "-"))
-             for n in names]
+            [marks.get(outcomes.get(n, ""), outcomes.get(n, "-")) for n in names]
         print(f"| {mutation.key}: {mutation.title} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     return status
 

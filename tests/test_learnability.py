@@ -3,8 +3,9 @@
 The tasks (``tests/learnability.py``) run on a config-built tiny llama with a word-level
 vocabulary of 16 tokens, on the fast path, one thread. Budgets are in environment steps
 (``num_timesteps``: generated tokens, counted as SB3 does) and were set at about 1.5x the worst of
-seeds 0-11 (measured with ``benchmarks/learnability.py``); the tests run seed 0, deterministically. ``benchmarks/mutation_check.py`` shows that these tests fail when
-an advantage sign, a baseline, the KL's sign or the log-prob alignment is wrong.
+seeds 0-11 (measured with ``benchmarks/learnability.py``); the tests run seed 0, deterministically.
+``benchmarks/mutation_check.py`` shows that they fail when an advantage's sign, the baseline, the
+KL's sign or the log-probs' alignment is wrong.
 
 The hyperparameters are not the ``textgym train`` defaults (``PPOConfig``/``A2CConfig``, sized
 for a pretrained 135M model): a random tiny model needs a learning rate near 3e-3 to move
@@ -60,12 +61,13 @@ def test_reaches_90_percent_of_the_optimum(learner, task, request):
     result = train(LEARNERS[learner], spec, budget, seed=SEED, policy_kwargs=tiny_policy_kwargs(model_name=model_name))
     curve = [round(score, 2) for score in result.curve]
     print(f"{learner} {task}: reached 0.9 at {result.reached_at} of {budget} steps; curve {curve}")
-    assert result.reached_at is not None, f"{learner} did not reach 0.9 of the optimum on {task} in {budget} steps: {curve}"
+    assert result.reached_at is not None, \
+        f"{learner} did not reach 0.9 of the optimum on {task} in {budget} steps: {curve}"
 
 
 @pytest.mark.parametrize("learner", LEARNERS)
 def test_reaches_the_kl_regularized_optimum(learner):
-    """One token, reward 1 for "cat", penalty ``kl_coef * KL(pi || ref)``: the optimum ``pi* ∝ ref * exp(r / kl_coef)``.
+    """One token, reward 1 for "cat", penalty ``kl_coef * KL(pi || ref)``: optimum ``pi* ∝ ref exp(r / kl_coef)``.
 
     With the KL's sign wrong (or no KL) the policy says "cat" always, far below J*.
     """
