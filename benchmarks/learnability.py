@@ -5,10 +5,10 @@
 
 Uses the learners, tasks and budgets of ``tests/test_learnability.py``. Each run stops when two
 consecutive rollouts score 0.9 of the optimum on average, or after ``budget-factor`` times the
-test's budget (the bandit always runs the test's budget). ``--defaults`` starts from the ``textgym train`` defaults (``PPOConfig``,
+test's budget. ``--defaults`` starts from the ``textgym train`` defaults (``PPOConfig``,
 ``A2CConfig``) instead of the tests' hyperparameters; ``--set`` overrides one of them (or
-``n_envs``). The
-``bandit`` task reports ``J(pi) / J*`` (the KL-regularised optimum) after its budget instead.
+``n_envs``). The ``bandit`` task runs the test's budget and reports ``J(pi) / J*`` (the
+KL-regularised optimum) instead.
 Prints one line per run and a table of the median and worst step counts.
 """
 

@@ -49,6 +49,8 @@ def _after_action(trunk, batch, rows=slice(None)):
 
 def evaluate_episodes('''
 
+_CRITIC = "policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk"
+
 MUTATIONS = (
     Mutation("a", "flipped advantage sign", (
         ("agents/base.py", _GAE, _GAE.replace("return compute_gae", "advantages, returns = compute_gae")
@@ -164,9 +166,9 @@ def main() -> int:
     print("\n| mutation | " + " | ".join(names) + " | s |")
     print("|---|" + "---|" * (len(names) + 1))
     for mutation, outcomes, seconds in table:
+        marks = {"passed": "pass", "FAILED": "**FAIL**", "ERROR": "**ERROR**"}
         cells = ["does not apply"] * len(names) if outcomes is None else \
-            [{"passed": "pass", "FAILED": "**FAIL**", "ERROR": "**ERROR**"}.get(outcomes.get(n, ""), outcomes.get(n, "-"))
-             for n in names]
+            [marks.get(outcomes.get(n, ""), outcomes.get(n, "-")) for n in names]
         print(f"| {mutation.key}: {mutation.title} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     return status
 

@@ -221,7 +221,7 @@ class Result:
 def train(learner: Learner, task: Task, budget: int, *, seed: int = 0, fraction: float = 0.9,
           policy_kwargs: dict[str, Any] | None = None, stop_early: bool = True, env: Any = None,
           **overrides: Any) -> Result:
-    """Train ``learner`` on ``task`` for at most ``budget`` env steps; record when ``fraction`` of the optimum is reached.
+    """Train ``learner`` on ``task`` for at most ``budget`` env steps; note when ``fraction`` of the optimum is reached.
 
     ``env``: the vector env to train on (default: the task on the tiny prompts, ``learner.n_envs`` episodes).
     ``overrides``: keyword arguments of the algorithm that replace the learner's.
@@ -254,7 +254,8 @@ def first_token_distributions(model: Any, task: Task) -> tuple[th.Tensor, th.Ten
     return log_pi.float(), th.log_softmax(ref.float(), dim=-1)
 
 
-def regularized_objective(log_pi: th.Tensor, log_ref: th.Tensor, rewards: th.Tensor, kl_coef: float) -> tuple[float, float]:
+def regularized_objective(log_pi: th.Tensor, log_ref: th.Tensor, rewards: th.Tensor,
+                          kl_coef: float) -> tuple[float, float]:
     """``(J(pi), J*)`` of the one-token bandit ``E_pi[r] - kl_coef * KL(pi || ref)``, averaged over prompts.
 
     The optimum is ``pi* ∝ ref * exp(r / kl_coef)`` with ``J* = kl_coef * log E_ref[exp(r / kl_coef)]``.

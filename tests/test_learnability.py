@@ -3,8 +3,9 @@
 The tasks (``tests/learnability.py``) run on a config-built tiny llama with a word-level
 vocabulary of 16 tokens, on the fast path, one thread. Budgets are in environment steps
 (``num_timesteps``: generated tokens, counted as SB3 does) and were set at about 1.5x the worst of
-seeds 0-11 (measured with ``benchmarks/learnability.py``); the tests run seed 0, deterministically. ``benchmarks/mutation_check.py`` shows that these tests fail when
-an advantage sign, a baseline, the KL's sign or the log-prob alignment is wrong.
+seeds 0-11 (measured with ``benchmarks/learnability.py``); the tests run seed 0, deterministically.
+``benchmarks/mutation_check.py`` shows that they fail when an advantage's sign, the baseline, the
+KL's sign or the log-probs' alignment is wrong.
 
 The hyperparameters are not the ``textgym train`` defaults (``PPOConfig``/``A2CConfig``, sized
 for a pretrained 135M model): a random tiny model needs a learning rate near 3e-3 to move
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 import torch as th
-from learnability import TASKS, Learner, first_token_distributions, frequent_word_model, regularized_objective, \
-    task_tokenizer, tiny_policy_kwargs, train
+from learnability import TASKS, ContainsWord, Learner, Task, first_token_distributions, frequent_word_model, \
+    make_env, regularized_objective, task_tokenizer, tiny_policy_kwargs, train
 
 from agents import A2C, PPO
 
@@ -60,12 +61,13 @@ def test_reaches_90_percent_of_the_optimum(learner, task, request):
     result = train(LEARNERS[learner], spec, budget, seed=SEED, policy_kwargs=tiny_policy_kwargs(model_name=model_name))
     curve = [round(score, 2) for score in result.curve]
     print(f"{learner} {task}: reached 0.9 at {result.reached_at} of {budget} steps; curve {curve}")
-    assert result.reached_at is not None, f"{learner} did not reach 0.9 of the optimum on {task} in {budget} steps: {curve}"
+    assert result.reached_at is not None, \
+        f"{learner} did not reach 0.9 of the optimum on {task} in {budget} steps: {curve}"
 
 
 @pytest.mark.parametrize("learner", LEARNERS)
 def test_reaches_the_kl_regularized_optimum(learner):
-    """One token, reward 1 for "cat", penalty ``kl_coef * KL(pi || ref)``: the optimum ``pi* ∝ ref * exp(r / kl_coef)``.
+    """One token, reward 1 for "cat", penalty ``kl_coef * KL(pi || ref)``: optimum ``pi* ∝ ref exp(r / kl_coef)``.
 
     With the KL's sign wrong (or no KL) the policy says "cat" always, far below J*.
     """
@@ -78,3 +80,31 @@ def test_reaches_the_kl_regularized_optimum(learner):
     at_start, _ = regularized_objective(log_ref, log_ref, rewards, KL_COEF)
     print(f"{learner}: J(pi) = {value:.3f}, J* = {best:.3f}, J(ref) = {at_start:.3f}")
     assert value >= 0.9 * best, f"J(pi) = {value:.3f} < 0.9 J* = {0.9 * best:.3f} (J(ref) = {at_start:.3f})"
+
+
+# --- the real model (slow) ----------------------------------------------------------------------
+ANIMAL_PROMPTS = ("Name an animal.", "Name a pet.", "What animal do you like?", "Tell me about an animal.",
+                  "Name a small animal.", "Which animal says meow?", "Write one word.", "Say something.")
+# SmolLM2-135M-Instruct, 16 replies of 8 tokens per rollout. Seed 0 reaches 0.9 at 1024 steps on one thread
+# (4.5 min); seeds 0-2 on two threads at 1280, 640 and 1536. No KL penalty: the KL is tested on the bandit.
+SMOLLM2_LEARNER = Learner(PPO, dict(learning_rate=1e-4, n_steps=8, batch_size=64, n_epochs=4, kl_coef=0.0))
+SMOLLM2_BUDGET = 2560
+
+
+@pytest.mark.slow
+def test_smollm2_learns_to_say_a_target_word():
+    """Reward 1 when the reply says "cat": about 0.1 at the start, 0.9 within the budget.
+
+    With the ``textgym train`` defaults (``PPOConfig``: learning rate 1e-5, 2 epochs, kl_coef 0.05) the same
+    run stays at 0.0-0.12 for 10 rollouts while its KL to the reference climbs to 1 nat per episode.
+    """
+    from textgym.data.base import Sample
+
+    task = Task("say_cat", ContainsWord("cat"), 1.0, max_new_tokens=8)
+    samples = [Sample(f"a{i}", prompt, ("-",)) for i, prompt in enumerate(ANIMAL_PROMPTS)]
+    env = make_env(task, 16, tokenizer="smollm2-135m", samples=samples, max_prompt_length=64, prompt_template="auto")
+    result = train(SMOLLM2_LEARNER, task, SMOLLM2_BUDGET, seed=SEED, env=env,
+                   policy_kwargs=dict(model_name="smollm2-135m"))
+    curve = [round(score, 2) for score in result.curve]
+    print(f"smollm2 say_cat: reached 0.9 at {result.reached_at} of {SMOLLM2_BUDGET} steps; curve {curve}")
+    assert result.reached_at is not None, f"PPO did not reach 0.9 on say_cat in {SMOLLM2_BUDGET} steps: {curve}"
