@@ -61,9 +61,9 @@ MUTATIONS = (
         ("agents/rollout.py",
          "critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows,\n"
          "                                                                              column_align(policy))",
-         "critic = _after_action(policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk, batch, rows)"),
+         f"critic = _after_action({_CRITIC}, batch, rows)"),
         ("agents/rollout.py", "hidden = step_hidden(policy.critic_trunk, batch, rows, column_align(policy))  # (e, T, H)",
-         "hidden = _after_action(policy.lm.base_model if policy.critic_trunk is None else policy.critic_trunk, batch, rows)"),
+         f"hidden = _after_action({_CRITIC}, batch, rows)"),
         ("agents/base.py", "        if self.policy.critic_trunk is not None:\n            batch.values =",
          "        if True:  # mutation: always the action-aware critic\n            batch.values ="),
     )),
