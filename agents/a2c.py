@@ -12,14 +12,15 @@ from agents.base import TextAlgorithm
 from agents.buffers import EpisodeBatch
 from agents.losses import a2c_loss
 from agents.policies import TransformerPolicy
-from agents.settings import OnPolicyConfig, ranged
+from agents.settings import BASELINES, OnPolicyConfig, chosen, ranged
 
 
 @dataclass
 class A2CConfig(OnPolicyConfig):
-    """agents.A2C hyperparameters (SB3 names)."""
+    """agents.A2C hyperparameters (SB3 names); ``baseline`` as in :class:`agents.ppo.PPOConfig`."""
 
     n_steps: int = ranged(16, 1)
+    baseline: str = chosen("critic", BASELINES)
 
 
 class A2C(TextAlgorithm, SB3A2C):

@@ -20,7 +20,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from agents.buffers import EpisodeBatch, EpisodeRolloutBuffer, KLPenaltyRolloutBuffer, compute_gae
 from agents.checkpoints import check_agent_zip
 from agents.envs import make_text_env, wrap_env
-from agents.groups import episode_returns, grouped
+from agents.groups import episode_returns, group_mean_advantages, grouped, per_step
 from agents.kl import KLStats, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
 from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
@@ -61,6 +61,9 @@ class TextAlgorithm:
         group_size: Give each prompt to this many consecutive envs, so a rollout holds ``k``
             completions of every prompt (the critic-free algorithms' baseline; their config sets
             it). With an id it is passed to the env; a built env must have been made with it.
+        baseline: PPO and A2C (their config's ``baseline``): ``"critic"`` (GAE on the value head) or
+            ``"group_mean"`` (an episode's KL-penalised return minus the mean of its prompt's group,
+            the same for all its tokens; needs ``group_size >= 2`` and the fast path; no critic runs).
         threads: If set, ``learn`` calls ``torch.set_num_threads(threads)`` (and says so when
             ``verbose``); ``None`` leaves torch's thread count as the caller set it.
         **kwargs: Everything the SB3 algorithm accepts.
@@ -74,7 +77,8 @@ class TextAlgorithm:
     def __init__(self, policy: Any, env: Any, *args: Any, config: OnPolicyConfig | None = None,
                  kl_coef: float | None = None, kl_target: float | None = None, kl_horizon: int = 10_000,
                  n_envs: int = 1, env_kwargs: dict[str, Any] | None = None, fast_path: bool = True,
-                 threads: int | None = None, group_size: int | None = None, **kwargs: Any) -> None:
+                 threads: int | None = None, group_size: int | None = None, baseline: str | None = None,
+                 **kwargs: Any) -> None:
         sb3_init = super().__init__  # type: ignore[misc]
         names = [p for p in inspect.signature(sb3_init).parameters if p not in ("policy", "env")]
         for name, value in zip(names, args):
@@ -89,7 +93,10 @@ class TextAlgorithm:
         kl_coef = defaults.pop("kl_coef") if kl_coef is None else kl_coef
         kl_target = defaults.pop("kl_target") if kl_target is None else kl_target
         group_size = defaults.pop("group_size", None) if group_size is None else group_size
-        check_text_args(self.config_class, type(self).__name__, kl_coef=kl_coef, kl_target=kl_target)
+        self.baseline = self._check_baseline(defaults.pop("baseline", None) if baseline is None else baseline)
+        check_text_args(self.config_class, type(self).__name__, kl_coef=kl_coef, kl_target=kl_target,
+                        baseline=self.baseline)
+        self.uses_critic = type(self).uses_critic and self.baseline in (None, "critic")
         self.group_size = self._check_group_size(group_size)
         if isinstance(env, str) and self.group_size is not None:
             env_kwargs = {"group_size": self.group_size, **(env_kwargs or {})}
@@ -105,6 +112,12 @@ class TextAlgorithm:
             if isinstance(env, TokenVecEnv):  # SB3's per-step minibatch arithmetic does not apply to episodes
                 warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
             sb3_init(policy, env, **kwargs)
+
+    def _check_baseline(self, baseline: str | None) -> str | None:
+        if baseline is not None and "baseline" not in {f.name for f in dataclasses.fields(self.config_class)}:
+            raise TypeError(f"{type(self).__name__} has no baseline option (its advantages are fixed by the algorithm); "
+                            "baseline= is for agents.PPO and agents.A2C")
+        return baseline
 
     def _check_group_size(self, group_size: Any) -> int | None:
         least = 1 if self.uses_critic else 2
@@ -185,7 +198,8 @@ class TextAlgorithm:
             raise ValueError(f"{name} compares the k completions of each prompt: it needs the fast path (an env id, "
                              "a TextEnv, a DummyVecEnv of TextEnvs or textgym.make_vec), not SB3's per-step path")
         if not self.uses_critic and env_groups < 2:
-            raise ValueError(f"{name} needs groups of completions: make the env with group_size >= 2")
+            raise ValueError(f"{name} needs groups of completions: pass group_size=k (k >= 2) with an env id, "
+                             "or make the env with group_size >= 2")
         if self.group_size is not None and fast and env_groups != self.group_size:
             raise ValueError(f"{name}: group_size={self.group_size}, but the env was made with group_size={env_groups}; "
                              f"make it with group_size={self.group_size} (or pass the env id)")
@@ -281,7 +295,12 @@ class TextAlgorithm:
             self.logger.record("rollout/score_var_between_prompt", float(groups.mean(-1).var()))
 
     def episode_advantages(self, batch: EpisodeBatch) -> tuple[th.Tensor, th.Tensor]:
-        """``(advantages, returns)``, each ``(E, T)``, of the episodes' KL-penalised ``rewards``: GAE by default."""
+        """``(advantages, returns)``, each ``(E, T)``, of the episodes' KL-penalised ``rewards``: GAE by default,
+        the group-mean baseline with ``baseline="group_mean"``."""
+        if getattr(self, "baseline", None) == "group_mean":
+            returns = episode_returns(batch.rewards, batch.step_mask)  # (E,)
+            advantages = group_mean_advantages(returns, self.env.group_size)
+            return per_step(advantages, batch.step_mask), per_step(returns, batch.step_mask)
         return compute_gae(batch.rewards, batch.values, batch.step_mask, self.gamma, self.gae_lambda)
 
     def _record_rollout_stats(self) -> None:

@@ -40,6 +40,18 @@ def leave_one_out_advantages(returns: th.Tensor, group_size: int) -> th.Tensor:
     return (groups - others).reshape(-1)
 
 
+def group_mean_advantages(returns: th.Tensor, group_size: int) -> th.Tensor:
+    """PPO/A2C's ``baseline="group_mean"``: each return minus its group's mean. ``(E,) -> (E,)``.
+
+    The leave-one-out advantage scaled by ``(k - 1) / k``: the same direction, no critic to fit.
+
+    >>> group_mean_advantages(th.tensor([1.0, 0.0, 2.0, 2.0]), 2)
+    tensor([ 0.5000, -0.5000,  0.0000,  0.0000])
+    """
+    groups = grouped(returns, group_size)  # (G, k)
+    return (groups - groups.mean(-1, keepdim=True)).reshape(-1)
+
+
 def group_normalized_advantages(returns: th.Tensor, group_size: int, eps: float = 1e-4) -> th.Tensor:
     """GRPO: each return standardised within its group, ``(r - mean) / (std + eps)``. ``(E,) -> (E,)``.
 

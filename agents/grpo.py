@@ -13,12 +13,12 @@ from agents.buffers import EpisodeBatch
 from agents.groups import episode_returns, group_normalized_advantages, per_step
 from agents.losses import masked_mean
 from agents.policies import TransformerPolicy
-from agents.ppo import PPOConfig
+from agents.ppo import ClippedUpdateConfig
 from agents.settings import ranged
 
 
 @dataclass
-class GRPOConfig(PPOConfig):
+class GRPOConfig(ClippedUpdateConfig):
     """agents.GRPO hyperparameters; ``gamma``, ``gae_lambda`` and ``vf_coef`` are unused (no critic).
 
     ``kl_coef`` weighs the KL term of the loss (not a reward penalty, as in PPO).

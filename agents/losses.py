@@ -19,6 +19,11 @@ def normalize(advantages: th.Tensor, mask: th.Tensor) -> th.Tensor:
     return (advantages - mean) / (var.sqrt() + 1e-8)
 
 
+def _value_loss(values: th.Tensor | None, returns: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """Mean squared error of the critic; 0 when no critic runs (a group-mean baseline)."""
+    return th.zeros((), device=returns.device) if values is None else masked_mean((returns - values) ** 2, mask)
+
+
 @dataclass
 class LossParts:
     loss: th.Tensor
@@ -40,9 +45,9 @@ def ppo_loss(log_probs, old_log_probs, advantages, values, old_values, returns, 
     ratio = th.exp(log_ratio)
     surrogate = th.min(advantages * ratio, advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range))
     policy_loss = -masked_mean(surrogate, mask)
-    if clip_range_vf is not None:
+    if clip_range_vf is not None and values is not None:
         values = old_values + th.clamp(values - old_values, -clip_range_vf, clip_range_vf)
-    value_loss = masked_mean((returns - values) ** 2, mask)
+    value_loss = _value_loss(values, returns, mask)
     entropy_loss = -masked_mean(entropy, mask)
     with th.no_grad():
         approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
@@ -58,7 +63,7 @@ def a2c_loss(log_probs, advantages, values, returns, entropy, mask, *, ent_coef:
     if normalize_advantage and mask.sum() > 1:
         advantages = normalize(advantages, mask)
     policy_loss = -masked_mean(advantages * log_probs, mask)
-    value_loss = masked_mean((returns - values) ** 2, mask)
+    value_loss = _value_loss(values, returns, mask)
     entropy_loss = -masked_mean(entropy, mask)
     zero = th.zeros((), device=log_probs.device)
     return LossParts(policy_loss + ent_coef * entropy_loss + vf_coef * value_loss, policy_loss, value_loss,

@@ -12,17 +12,28 @@ from agents.base import TextAlgorithm
 from agents.buffers import EpisodeBatch
 from agents.losses import ppo_loss
 from agents.policies import TransformerPolicy
-from agents.settings import OnPolicyConfig, ranged
+from agents.settings import BASELINES, OnPolicyConfig, chosen, ranged
 
 
 @dataclass
-class PPOConfig(OnPolicyConfig):
-    """agents.PPO hyperparameters (SB3 names); defaults sized for a few minutes on a 2-core CPU."""
+class ClippedUpdateConfig(OnPolicyConfig):
+    """The clipped update's hyperparameters (SB3's PPO names), shared by PPO, GRPO and NLPO."""
 
     batch_size: int = ranged(128, 1)
     n_epochs: int = ranged(2, 1)
     clip_range: float = ranged(0.2, 0, low_open=True)
     target_kl: float | None = ranged(None, 0, low_open=True)
+
+
+@dataclass
+class PPOConfig(ClippedUpdateConfig):
+    """agents.PPO hyperparameters (SB3 names); defaults sized for a few minutes on a 2-core CPU.
+
+    ``baseline="group_mean"`` replaces the critic by the mean return of the prompt's other
+    completions (with ``group_size >= 2``): see :data:`agents.settings.BASELINES`.
+    """
+
+    baseline: str = chosen("critic", BASELINES)
 
 
 class PPO(TextAlgorithm, SB3PPO):

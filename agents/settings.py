@@ -47,6 +47,11 @@ def ranged(default: Any = MISSING, low: float | None = None, high: float | None 
     return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
 
 
+def chosen(default: str, choices: tuple[str, ...]) -> Any:
+    """A dataclass field whose value must be one of ``choices``."""
+    return field(default=default, metadata={"choices": choices})
+
+
 def _is_integer_field(hint: Any) -> bool:
     """``int`` or ``int | None``: whole numbers only."""
     options = typing.get_args(hint) or (hint,)
@@ -71,11 +76,14 @@ def check_ranges(obj: Any, owner: str = "", values: dict[str, Any] | None = None
     cls = obj if isinstance(obj, type) else type(obj)
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
-        rng = f.metadata.get("range")
+        rng, choices = f.metadata.get("range"), f.metadata.get("choices")
         value = (values or {}).get(f.name) if values is not None else getattr(obj, f.name)
-        if rng is None or value is None or callable(value):
+        if value is None or callable(value):
             continue
-        rng.check(f.name, value, _is_integer_field(hints[f.name]), owner)
+        if choices is not None and value not in choices:
+            raise ValueError(f"{f'{owner}: ' if owner else ''}{f.name} must be one of {list(choices)}, got {value!r}")
+        if rng is not None:
+            rng.check(f.name, value, _is_integer_field(hints[f.name]), owner)
 
 
 class Checked:
@@ -109,7 +117,11 @@ class OnPolicyConfig(Checked):
 ALGOS = ("ppo", "a2c", "rloo", "grpo", "sft")
 
 # Config fields that are not SB3 constructor arguments: the text algorithm's own.
-TEXT_ARGS = ("kl_coef", "kl_target", "group_size")
+TEXT_ARGS = ("kl_coef", "kl_target", "group_size", "baseline")
+
+# What PPO and A2C subtract from a return to make an advantage: the value head's estimate (GAE), or the
+# mean return of the other completions of the same prompt (needs ``group_size >= 2``; no critic is run).
+BASELINES = ("critic", "group_mean")
 
 
 def check_algo_args(algo: Any) -> None:

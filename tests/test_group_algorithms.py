@@ -10,7 +10,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from tiny import tiny_env, tiny_llama_config, tiny_tokenizer
 
 import textgym
-from agents import ALGORITHMS, GRPO, PPO, RLOO
+from agents import A2C, ALGORITHMS, GRPO, PPO, RLOO
 from agents.settings import ALGOS
 from textgym.vector import TokenVecEnv
 
@@ -67,7 +67,7 @@ def test_group_sizes_that_do_not_fit_are_clear_errors(tok):
         TokenVecEnv(tiny_env(tok, group_size=2), 5, device="cpu")
     with pytest.raises(ValueError, match="group_size must be an integer >= 1"):
         tiny_env(tok, group_size=0)
-    with pytest.raises(ValueError, match="RLOO needs groups of completions: make the env with group_size >= 2"):
+    with pytest.raises(ValueError, match="RLOO needs groups of completions: pass group_size=k"):
         RLOO("TransformerPolicy", TokenVecEnv(tiny_env(tok), 4, device="cpu"), policy_kwargs=policy_kwargs(tok))
     with pytest.raises(ValueError, match="GRPO: group_size=4, but the env was made with group_size=2"):
         GRPO("TransformerPolicy", TokenVecEnv(tiny_env(tok, group_size=2), 4, device="cpu"),
@@ -82,6 +82,8 @@ def test_group_sizes_that_do_not_fit_are_clear_errors(tok):
 @pytest.mark.parametrize("algo, kwargs", [
     (RLOO, dict(n_steps=8, learning_rate=3e-3)),
     (GRPO, dict(n_steps=8, batch_size=32, n_epochs=4, learning_rate=3e-3)),
+    (PPO, dict(n_steps=8, batch_size=32, n_epochs=4, learning_rate=3e-3, baseline="group_mean", group_size=4)),
+    (A2C, dict(n_steps=8, learning_rate=3e-3, baseline="group_mean", group_size=4)),
 ])
 def test_critic_free_algorithms_learn_an_easy_task_without_the_value_head(tok, algo, kwargs):
     curve = ReturnCurve()
@@ -127,3 +129,26 @@ def test_every_algorithm_of_the_cli_has_a_class_and_a_config_section():
         assert isinstance(getattr(TrainConfig(), name), cls.config_class)
     assert textgym.make_vec  # the vec helper the group tests rely on stays public
     assert PPO.uses_critic and not RLOO.uses_critic and not GRPO.uses_critic
+
+
+def test_the_group_mean_baseline_is_each_return_minus_its_groups_mean(tok):
+    model = PPO("TransformerPolicy", TokenVecEnv(tiny_env(tok, group_size=2), 4, device="cpu"), n_steps=2,
+                baseline="group_mean", group_size=2, seed=0, policy_kwargs=policy_kwargs(tok))
+    assert not model.uses_critic and PPO.uses_critic  # the instance's choice, not the class's
+    model.learn(8)
+    batch = model.rollout_buffer.episodes
+    returns = batch.returns[:, 0]  # (E,): every step of an episode carries its return
+    expected = returns - returns.view(-1, 2).mean(-1).repeat_interleave(2)
+    th.testing.assert_close(batch.advantages[:, 0], expected)
+    assert model.logger.name_to_value["train/value_loss"] == 0.0
+
+
+def test_baseline_choices_are_checked_and_only_ppo_and_a2c_have_one(tok):
+    env = TokenVecEnv(tiny_env(tok, group_size=2), 4, device="cpu")
+    with pytest.raises(ValueError, match=r"baseline must be one of \['critic', 'group_mean'\], got 'group'"):
+        PPO("TransformerPolicy", env, baseline="group", policy_kwargs=policy_kwargs(tok))
+    with pytest.raises(TypeError, match="RLOO has no baseline option"):
+        RLOO("TransformerPolicy", env, baseline="critic", group_size=2, policy_kwargs=policy_kwargs(tok))
+    with pytest.raises(ValueError, match="A2C needs groups of completions: pass group_size=k"):
+        A2C("TransformerPolicy", TokenVecEnv(tiny_env(tok), 4, device="cpu"), baseline="group_mean",
+            policy_kwargs=policy_kwargs(tok))
