@@ -21,6 +21,7 @@ class A2CConfig(OnPolicyConfig):
 
     n_steps: int = ranged(16, 1)
     baseline: str = chosen("critic", BASELINES)
+    group_size: int | None = ranged(None, 1)  # completions per prompt (>= 2 with the group-mean baseline)
 
 
 class A2C(TextAlgorithm, SB3A2C):

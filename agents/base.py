@@ -72,6 +72,9 @@ class TextAlgorithm:
     config_class: ClassVar[type[OnPolicyConfig]]  # the textgym train section whose fields are the defaults
     uses_critic: ClassVar[bool] = True  # False: advantages from group baselines, no value head in the loss
     sb3_defaults: ClassVar[dict[str, Any]] = {}  # SB3 arguments whose SB3 default does not suit a language model
+    own_args: ClassVar[tuple[str, ...]] = ()  # config fields the algorithm keeps as attributes (not SB3 arguments)
+    fast_path_only: ClassVar[bool] = False  # True: the algorithm needs whole-episode rollouts (NLPO's masks)
+    action_masker: Any = None  # restricts the rollout's sampling (NLPO); None: the policy's distribution
     policy: Any
 
     def __init__(self, policy: Any, env: Any, *args: Any, config: OnPolicyConfig | None = None,
@@ -100,6 +103,8 @@ class TextAlgorithm:
         self.group_size = self._check_group_size(group_size)
         if isinstance(env, str) and self.group_size is not None:
             env_kwargs = {"group_size": self.group_size, **(env_kwargs or {})}
+        for name in self.own_args:
+            setattr(self, name, kwargs.pop(name, defaults.pop(name)))
         for name, value in {**self.sb3_defaults, **defaults}.items():
             if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
@@ -194,9 +199,11 @@ class TextAlgorithm:
         if self.env is None:  # loading without an env: set_env checks it later
             return
         name, env_groups = type(self).__name__, getattr(self.env, "group_size", 1)
-        if not self.uses_critic and not fast:
-            raise ValueError(f"{name} compares the k completions of each prompt: it needs the fast path (an env id, "
-                             "a TextEnv, a DummyVecEnv of TextEnvs or textgym.make_vec), not SB3's per-step path")
+        if (not self.uses_critic or self.fast_path_only) and not fast:
+            why = "masks each step with a lagged copy of the policy" if self.fast_path_only else \
+                "compares the k completions of each prompt"
+            raise ValueError(f"{name} {why}: it needs the fast path (an env id, a TextEnv, a DummyVecEnv of TextEnvs "
+                             "or textgym.make_vec), not SB3's per-step path")
         if not self.uses_critic and env_groups < 2:
             raise ValueError(f"{name} needs groups of completions: pass group_size=k (k >= 2) with an env id, "
                              "or make the env with group_size >= 2")
@@ -260,7 +267,7 @@ class TextAlgorithm:
             return True
 
         while n_steps < n_rollout_steps:
-            batch = generate_episodes(self.policy, env, on_step)
+            batch = generate_episodes(self.policy, env, on_step, masker=self.action_masker)
             if batch is None:
                 return False
             rollout_buffer.add_episodes(batch)

@@ -14,7 +14,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 PenaltyFn = Callable[[dict[str, np.ndarray], np.ndarray, th.Tensor, np.ndarray], np.ndarray]
 
 _TENSORS = ("prompt_ids", "prompt_mask", "tokens", "step_mask", "env_rewards", "log_probs", "values",
-            "ref_log_probs", "rewards", "advantages", "returns")
+            "ref_log_probs", "rewards", "advantages", "returns", "allowed")
 
 
 class KLPenaltyRolloutBuffer(DictRolloutBuffer):
@@ -55,6 +55,7 @@ class EpisodeBatch:
     rewards: th.Tensor | None = None
     advantages: th.Tensor | None = None
     returns: th.Tensor | None = None
+    allowed: th.Tensor | None = None  # (E, T, V) bool: the tokens each step could sample (NLPO's masks)
     infos: list[dict] = field(default_factory=list)
 
     @property

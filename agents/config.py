@@ -19,6 +19,7 @@ from typing import Any, Union
 
 from agents.a2c import A2CConfig
 from agents.grpo import GRPOConfig
+from agents.nlpo import NLPOConfig
 from agents.lora import check_lora
 from agents.ppo import PPOConfig
 from agents.rloo import RLOOConfig
@@ -27,7 +28,7 @@ from agents.sft import SFTConfig
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.models import default_model
 
-__all__ = ["A2CConfig", "GRPOConfig", "RLOOConfig", "ConfigError", "EnvConfig", "EvalConfig", "LoraSettings", "PPOConfig", "PolicyConfig",
+__all__ = ["A2CConfig", "GRPOConfig", "NLPOConfig", "RLOOConfig", "ConfigError", "EnvConfig", "EvalConfig", "LoraSettings", "PPOConfig", "PolicyConfig",
            "SFTConfig", "TrainConfig", "CheckpointConfig", "load_config", "merge", "parse_set", "to_dict", "config_hash"]
 
 SPLITS = ("train", "validation", "test")
@@ -143,7 +144,7 @@ class TrainConfig(Checked):
     """Everything one ``textgym train`` run needs.
 
     Args:
-        algo: ``"ppo"``, ``"a2c"``, ``"rloo"``, ``"grpo"`` or ``"sft"``.
+        algo: ``"ppo"``, ``"a2c"``, ``"rloo"``, ``"grpo"``, ``"nlpo"`` or ``"sft"``.
         model: Base model alias, folder or hub id; the KL reference and the perplexity judge.
         init: Checkpoint folder to start from instead of ``model`` (e.g. an SFT run's ``final``).
         total_timesteps: Environment steps (generated tokens) for PPO/A2C; unused by SFT.
@@ -170,6 +171,7 @@ class TrainConfig(Checked):
     a2c: A2CConfig = field(default_factory=A2CConfig)
     rloo: RLOOConfig = field(default_factory=RLOOConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    nlpo: NLPOConfig = field(default_factory=NLPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -326,7 +328,8 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 # Settings that do not change what is learned; left out of the hash so seeds and machines group.
 _UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
 
-_LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig}
+_LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig, "nlpo": NLPOConfig}
+_LATER_ALGO_DEFAULTS = {"baseline": "critic", "group_size": None}  # ppo/a2c fields added later
 _LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
 
 
@@ -342,6 +345,10 @@ def config_hash(config: TrainConfig | dict[str, Any]) -> str:
             policy.pop(key)
     if "policy" in data:
         data["policy"] = policy
+    for section in ("ppo", "a2c"):
+        if isinstance(data.get(section), dict):
+            data[section] = {key: value for key, value in data[section].items()
+                             if key not in _LATER_ALGO_DEFAULTS or value != _LATER_ALGO_DEFAULTS[key]}
     for section, cls in _LATER_SECTIONS.items():  # algorithms added later hash only when their settings change
         if data.get(section) == asdict(cls()):
             data.pop(section)

@@ -34,6 +34,7 @@ class PPOConfig(ClippedUpdateConfig):
     """
 
     baseline: str = chosen("critic", BASELINES)
+    group_size: int | None = ranged(None, 1)  # completions per prompt (>= 2 with the group-mean baseline)
 
 
 class PPO(TextAlgorithm, SB3PPO):

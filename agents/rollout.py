@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch as th
@@ -14,6 +14,15 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from agents.buffers import EpisodeBatch
 from agents.logprobs import log_probs_and_entropy, sample_with_log_probs
 from agents.policies import TransformerPolicy, padding_columns, position_ids
+
+class ActionMasker(Protocol):
+    """What the rollout needs of an action mask (see :class:`agents.nlpo.TopPMasker`)."""
+
+    trunk: nn.Module  # decodes beside the policy's trunk, with its own KV cache
+
+    def allowed(self, hidden: th.Tensor) -> th.Tensor:
+        """The tokens the policy may sample after ``hidden``, the trunk's last hidden state. ``(N, H) -> (N, V)`` bool."""
+
 
 # Called once per lockstep step of the N envs with SB3's per-step locals; False stops the rollout.
 StepHook = Callable[[dict[str, Any]], bool]
@@ -133,13 +142,24 @@ class _Steps:
     log_probs: th.Tensor
     values: th.Tensor
     last: int = 0  # the step at which every episode had ended
+    allowed: th.Tensor | None = None  # (N, T, V) the masker's allowed tokens, when there is one
 
 
-def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Steps:
+def _forward(trunk: nn.Module, ids: th.Tensor, mask: th.Tensor | None, positions: th.Tensor,
+             cache: Any = None) -> tuple[th.Tensor, Any]:
+    """One cached forward of a trunk (the prefill when ``cache`` is None): the last position's hidden state
+    ``(N, H)`` and the cache."""
+    out = trunk(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                **({} if cache is None else {_CACHE: cache}))
+    return out.last_hidden_state[:, -1], out[_CACHE]
+
+
+def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker: ActionMasker | None = None) -> _Steps:
     """Prefill the prompts, then sample one token per env per step with a KV cache until all finish.
 
     No host sync per token: sampling skips argument checks, the env's transition stays on the device,
-    and the end of the rollout is watched by :class:`EndWatch`.
+    and the end of the rollout is watched by :class:`EndWatch`. With a ``masker`` its trunk decodes in
+    lockstep (its own cache) and each step samples only among the tokens it allows (NLPO).
     """
     n, prompt_len, horizon, device = venv.num_envs, venv.prompt_length, venv.max_new_tokens, venv.device
     zeros = th.zeros((n, horizon), device=device)
@@ -151,14 +171,19 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Ste
     start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
     mask = prompt_mask[:, start:]
     padded = not bool(mask.all())  # one sync per rollout: without padding the decode steps need no mask
+    models = [trunk] if masker is None else [trunk, masker.trunk]  # the masker decodes beside the policy
     with policy.autocast():
-        out = trunk(input_ids=venv.input_ids[:, start:prompt_len], attention_mask=mask,
-                    position_ids=position_ids(mask), use_cache=True)
-    hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]  # (N, H)
-    next_position = mask.sum(-1, keepdim=True)  # (N, 1)
+        states = [_forward(m, venv.input_ids[:, start:prompt_len], mask, position_ids(mask)) for m in models]
+    (hidden, cache), next_position = states[0], mask.sum(-1, keepdim=True)  # (N, H), (N, 1)
+    if masker is not None:
+        steps.allowed = th.ones((n, horizon, policy.n_actions), dtype=th.bool, device=device)  # (N, T, V)
     watch = EndWatch(device, horizon, check_lag)
     for t in range(horizon):
-        actions, log_probs = sample_with_log_probs(policy.logits_from_hidden(hidden))  # (N,), (N,)
+        logits = policy.logits_from_hidden(hidden)  # (N, V)
+        if masker is not None:
+            steps.allowed[:, t] = masker.allowed(states[1][0])
+            logits = logits.masked_fill(~steps.allowed[:, t], th.finfo(logits.dtype).min)
+        actions, log_probs = sample_with_log_probs(logits)  # (N,), (N,)
         if shared_critic:
             steps.values[:, t] = policy.values_from_hidden(hidden).squeeze(-1).float()
         active, _, _ = venv.apply_actions(actions)
@@ -169,17 +194,16 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Ste
             break
         mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
         with policy.autocast():
-            out = trunk(input_ids=steps.tokens[:, t : t + 1], position_ids=next_position, use_cache=True,
-                        attention_mask=decode_attention_mask(trunk.config, mask) if padded else None, **{_CACHE: cache})
-        hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]
-        next_position = next_position + 1
+            states = [_forward(m, steps.tokens[:, t : t + 1], decode_attention_mask(m.config, mask) if padded else None,
+                               next_position, cache) for m, (_, cache) in zip(models, states)]
+        (hidden, cache), next_position = states[0], next_position + 1
     steps.last = watch.settle(t)
     return steps
 
 
 @th.no_grad()
 def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | None = None, *,
-                      check_lag: int | None = None) -> EpisodeBatch | None:
+                      masker: ActionMasker | None = None, check_lag: int | None = None) -> EpisodeBatch | None:
     """Run one episode in each of the ``N`` envs of a TokenVecEnv, all in lockstep.
 
     One prefill forward of the prompts (without the columns that are padding in every row), then
@@ -201,17 +225,22 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
         on_step: Called once per lockstep step with SB3's per-step locals (``new_obs``,
             ``rewards``, ``dones``, ``infos``, ``actions``, ``values``, ``log_probs``); when it
             returns False no later step is reported and ``None`` is returned.
+        masker: Restricts each step's sampling to the tokens it allows (NLPO's top-p mask); the masks
+            are kept in the batch (``allowed``) so that the update scores the same distributions.
         check_lag: See :class:`EndWatch` (tests).
     """
     venv.reset_all()
     prompt_ids = venv.input_ids[:, : venv.prompt_length].clone()  # (N, P)
     prompt_mask = venv.attention_mask[:, : venv.prompt_length].clone()
-    steps = _decode(policy, venv, check_lag)
+    steps = _decode(policy, venv, check_lag, masker)
+    if steps.allowed is not None:  # steps after an episode's end allow everything: their pad token scores finitely
+        steps.allowed |= ~steps.step_mask[..., None]
     step_mask = steps.step_mask.cpu().numpy()  # (N, T)
     rewards, finals = venv.score_rollout(step_mask)
     batch = EpisodeBatch(prompt_ids, prompt_mask, steps.tokens, steps.step_mask,
                          th.as_tensor(rewards, device=venv.device), infos=[i for f in finals for i in f.values()])
     batch.log_probs, batch.values = steps.log_probs * steps.step_mask, steps.values * steps.step_mask
+    batch.allowed = steps.allowed
     if policy.recomputes_log_probs():
         recompute_log_probs(policy, batch)
     if on_step is not None and not _report_steps(venv, steps, step_mask, rewards, finals, on_step):
@@ -303,6 +332,8 @@ def evaluate_episodes(policy: TransformerPolicy, batch: EpisodeBatch, rows: Any 
             critic = actor if policy.critic_trunk is None else step_hidden(policy.critic_trunk, batch, rows,
                                                                               column_align(policy))
     logits = policy.logits_from_hidden(actor)  # (e, T, V) fp32: the log-softmax runs in fp32
+    if batch.allowed is not None:  # the rollout's action masks (NLPO): the same distributions as sampled
+        logits = logits.masked_fill(~batch.allowed[rows], th.finfo(logits.dtype).min)
     log_probs, entropy = log_probs_and_entropy(logits, batch.tokens[rows])  # keeps only the logits for backward
     policy.record_entropy(entropy, batch.step_mask[rows])
     values = None if critic is None else policy.values_from_hidden(critic).squeeze(-1)

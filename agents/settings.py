@@ -114,7 +114,7 @@ class OnPolicyConfig(Checked):
 
 # ``textgym train --algo`` choices: the RL algorithms of ``agents.ALGORITHMS`` (kept here, where importing is
 # cheap, for the CLI's parser; a test checks the two agree) and supervised fine-tuning.
-ALGOS = ("ppo", "a2c", "rloo", "grpo", "sft")
+ALGOS = ("ppo", "a2c", "rloo", "grpo", "nlpo", "sft")
 
 # Config fields that are not SB3 constructor arguments: the text algorithm's own.
 TEXT_ARGS = ("kl_coef", "kl_target", "group_size", "baseline")

@@ -5,9 +5,10 @@
     python benchmarks/leaderboard.py render                       # LEADERBOARD.md + plots from records
     python benchmarks/leaderboard.py merge OTHER_MACHINE/records  # add records made elsewhere
 
-Methods: ``zero-shot`` (the base model, greedy), ``sft`` (supervised warm start), ``ppo``, ``a2c``,
-and ``sft+ppo`` (PPO initialised from the same seed's SFT checkpoint; SFT and sft+ppo of one
-task/seed form one job, so they run on the same worker). Every run is evaluated on the test split
+Methods: ``zero-shot`` (the base model, greedy), ``sft`` (supervised warm start), the RL algorithms
+``ppo``, ``a2c``, ``rloo``, ``grpo``, ``nlpo``, and ``sft+<algo>`` (the algorithm initialised from the
+same seed's SFT checkpoint, e.g. ``sft+ppo``, ``sft+grpo``; SFT and the sft+ runs of one task/seed form
+one job, so they run on the same worker). Every run is evaluated on the test split
 with the same greedy protocol; the record holds the config and its hash, seed, git commit, package
 versions, the metric signature (sacrebleu's plus the evaluation protocol), device, wall time,
 rollout tokens/s, the learning curve and the test metrics.
@@ -31,7 +32,7 @@ if __package__:  # imported as benchmarks.leaderboard, or run as python -m bench
         write_record,
     )
     from benchmarks.leaderboard_render import render, update_readme
-    from benchmarks.leaderboard_suite import Job, RunSpec, load_suite, plan
+    from benchmarks.leaderboard_suite import Job, RunSpec, load_suite, plan, starts_from_sft
 else:  # run as python benchmarks/leaderboard.py: Python puts this folder first on sys.path
     from leaderboard_records import (
         environment_facts,
@@ -43,7 +44,7 @@ else:  # run as python benchmarks/leaderboard.py: Python puts this folder first 
         write_record,
     )
     from leaderboard_render import render, update_readme
-    from leaderboard_suite import Job, RunSpec, load_suite, plan
+    from leaderboard_suite import Job, RunSpec, load_suite, plan, starts_from_sft
 
 HERE = Path(__file__).resolve().parent
 Record = dict[str, Any]
@@ -59,9 +60,9 @@ def execute_run(spec: RunSpec, work_dir: Path, init: str | None = None) -> tuple
 
     config = from_dict(TrainConfig, spec.config)
     config.out = str(work_dir / spec.run_name)
-    if spec.method == "sft+ppo":
+    if starts_from_sft(spec.method):
         if init is None:
-            raise ValueError("sft+ppo needs the same task and seed's sft checkpoint")
+            raise ValueError(f"{spec.method} needs the same task and seed's sft checkpoint")
         config.init = init
     # Pinned, never load-based: a record's timings are comparable only with others on as many threads.
     config.threads = set_threads(config.threads or default_threads())
@@ -91,7 +92,7 @@ def _read_curve(out: Path) -> list[dict[str, Any]]:
 
 def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False,
                 on_record: Callable[[Record], None] | None = None) -> list[Record]:
-    """Run a job's runs in order (an sft+ppo run starts from the job's sft checkpoint); returns the records.
+    """Run a job's runs in order (an sft+<algo> run starts from the job's sft checkpoint); returns the records.
 
     ``on_record`` gets each record as soon as its run ends, so an interrupted job keeps its finished runs.
     """
@@ -100,7 +101,7 @@ def execute_job(job: Job, work_dir: str, keep_checkpoints: bool = False,
     records, init = [], None
     root = Path(work_dir)
     for spec in job.runs:
-        record, checkpoint = execute_run(spec, root, init if spec.method == "sft+ppo" else None)
+        record, checkpoint = execute_run(spec, root, init if starts_from_sft(spec.method) else None)
         if spec.record:
             records.append(record)
             if on_record is not None:

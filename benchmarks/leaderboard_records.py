@@ -122,9 +122,11 @@ def make_record(spec: Any, config: Any, metrics: dict[str, float], *, wall_secon
 
 # Config sections a method does not read; left out of its record and hash, so that changing, say, the
 # PPO defaults does not split the zero-shot or SFT rows.
-UNUSED = {"zero-shot": ("ppo", "a2c", "sft", "policy", "total_timesteps", "num_envs", "checkpoint"),
-          "sft": ("ppo", "a2c", "policy", "total_timesteps", "num_envs"),
-          "ppo": ("a2c", "sft"), "a2c": ("ppo", "sft"), "sft+ppo": ("a2c",)}
+_ALGO_SECTIONS = ("ppo", "a2c", "rloo", "grpo", "nlpo")
+UNUSED = {"zero-shot": (*_ALGO_SECTIONS, "sft", "policy", "total_timesteps", "num_envs", "checkpoint"),
+          "sft": (*_ALGO_SECTIONS, "policy", "total_timesteps", "num_envs"),
+          **{m: (*(a for a in _ALGO_SECTIONS if a != m), "sft") for m in _ALGO_SECTIONS},
+          **{f"sft+{m}": tuple(a for a in _ALGO_SECTIONS if a != m) for m in _ALGO_SECTIONS}}
 
 
 def relevant_config(method: str, config: dict[str, Any]) -> dict[str, Any]:

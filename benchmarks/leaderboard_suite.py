@@ -6,7 +6,7 @@ Suite file keys (unknown keys are errors)::
     description: ...
     model: smollm2-135m          # base model of every method
     seeds: [0, 1]
-    methods: [zero-shot, sft, ppo, a2c, sft+ppo]
+    methods: [zero-shot, sft, ppo, a2c, rloo, grpo, nlpo, sft+ppo, sft+grpo]   # any of METHODS
     test: {split: test, n: 28, batch_size: 16}   # the evaluation protocol of every run
     train: {...}                 # agents.config.TrainConfig fields shared by every method
     method_overrides: {ppo: {...}, sft+ppo: {...}}
@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("zero-shot", "sft", "ppo", "a2c", "sft+ppo")
-ALGO_OF = {"zero-shot": "ppo", "sft": "sft", "ppo": "ppo", "a2c": "a2c", "sft+ppo": "ppo"}
+# The RL algorithms of ``textgym train --algo`` (a test checks they match ``agents.ALGORITHMS``). Each is a
+# method from the base model, and ``sft+<algo>`` from the same task and seed's SFT checkpoint.
+RL_METHODS = ("ppo", "a2c", "rloo", "grpo", "nlpo")
+METHODS = ("zero-shot", "sft", *RL_METHODS, *(f"sft+{m}" for m in RL_METHODS))
+ALGO_OF = {"zero-shot": "ppo", "sft": "sft", **{m: m for m in RL_METHODS}, **{f"sft+{m}": m for m in RL_METHODS}}
+
+
+def starts_from_sft(method: str) -> bool:
+    """Whether ``method`` starts from its task and seed's SFT checkpoint (``sft+ppo``, ``sft+grpo``, ...)."""
+    return method.startswith("sft+")
 
 
 @dataclass
@@ -38,7 +46,7 @@ class RunSpec:
     method: str
     seed: int
     config: dict[str, Any]
-    record: bool = True  # False: a helper run (the sft start of sft+ppo when sft was not asked for)
+    record: bool = True  # False: a helper run (the sft start of sft+<algo> when sft was not asked for)
 
     @property
     def run_name(self) -> str:
@@ -47,7 +55,7 @@ class RunSpec:
 
 @dataclass
 class Job:
-    """Runs that execute in order on one worker (sft then sft+ppo share a checkpoint)."""
+    """Runs that execute in order on one worker (sft, then the sft+<algo> runs that start from its checkpoint)."""
 
     runs: list[RunSpec]
 
@@ -135,7 +143,7 @@ def run_config(suite: Suite, task: Task, method: str, seed: int) -> dict[str, An
 
 def plan(suite: Suite, tasks: Sequence[str] | None = None, methods: Sequence[str] | None = None,
          seeds: Sequence[int] | None = None) -> list[Job]:
-    """Expand a suite into jobs; ``sft+ppo`` joins its task/seed's ``sft`` run (added if filtered out)."""
+    """Expand a suite into jobs; each ``sft+<algo>`` joins its task/seed's ``sft`` run (added if filtered out)."""
     chosen = [m for m in suite.methods if not methods or m in methods]
     if methods and set(methods) - set(suite.methods):
         raise ValueError(f"methods {sorted(set(methods) - set(suite.methods))} are not in suite {suite.name}")
@@ -148,14 +156,15 @@ def plan(suite: Suite, tasks: Sequence[str] | None = None, methods: Sequence[str
             continue
         for seed in suite.seeds if not seeds else [s for s in suite.seeds if s in seeds]:
             here = [m for m in chosen if seed in suite.method_seeds.get(m, [seed])]
+            from_sft = [m for m in METHODS if m in here and starts_from_sft(m)]
             spec = {m: RunSpec(suite.name, task.env, m, seed, run_config(suite, task, m, seed)) for m in METHODS
-                    if m in here or (m == "sft" and "sft+ppo" in here)}
-            for m in ("zero-shot", "ppo", "a2c"):
+                    if m in here or (m == "sft" and from_sft)}
+            for m in ("zero-shot", *RL_METHODS):
                 if m in here:
                     jobs.append(Job([spec[m]]))
-            if "sft+ppo" in here:
+            if from_sft:
                 spec["sft"].record = "sft" in here
-                jobs.append(Job([spec["sft"], spec["sft+ppo"]]))
+                jobs.append(Job([spec["sft"], *(spec[m] for m in from_sft)]))
             elif "sft" in here:
                 jobs.append(Job([spec["sft"]]))
     return jobs

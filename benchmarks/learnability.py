@@ -52,7 +52,7 @@ def learner_for(name: str, defaults: bool, overrides: dict):
         kwargs = dict(base.kwargs)
     kwargs.update({k.split(".", 1)[1]: v for k, v in overrides.items() if k.split(".", 1)[0] == name})
     n_envs = kwargs.pop("n_envs", base.n_envs)
-    return Learner(base.cls, kwargs, name, n_envs)
+    return Learner(base.cls, kwargs, name, n_envs, base.group_size)
 
 
 def run_one(learner, task_name: str, seed: int, budget: int, frequent: str) -> tuple[float, str]:

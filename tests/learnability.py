@@ -170,12 +170,14 @@ def frequent_word_model(folder: str, word: str, p: float = 0.7, steps: int = 60,
 # --- the harness ----------------------------------------------------------------------------
 @dataclass
 class Learner:
-    """An algorithm under test: its class, the keyword arguments it trains with, and its number of envs."""
+    """An algorithm under test: its class, the keyword arguments it trains with, its number of envs and how many
+    consecutive envs share a prompt (``group_size``: the group baselines' k)."""
 
     cls: type
     kwargs: dict[str, Any]
     name: str = ""
     n_envs: int = 16
+    group_size: int = 1
 
     def __post_init__(self) -> None:
         self.name = self.name or self.cls.__name__
@@ -226,7 +228,7 @@ def train(learner: Learner, task: Task, budget: int, *, seed: int = 0, fraction:
     ``env``: the vector env to train on (default: the task on the tiny prompts, ``learner.n_envs`` episodes).
     ``overrides``: keyword arguments of the algorithm that replace the learner's.
     """
-    env = make_env(task, learner.n_envs) if env is None else env
+    env = make_env(task, learner.n_envs, group_size=learner.group_size) if env is None else env
     kwargs = {**learner.kwargs, **overrides}
     model = learner.cls("TransformerPolicy", env, seed=seed, policy_kwargs=policy_kwargs or tiny_policy_kwargs(),
                         **kwargs)

@@ -124,7 +124,10 @@ def test_an_env_id_gets_the_algorithms_group_size(tok, tmp_path):
 def test_every_algorithm_of_the_cli_has_a_class_and_a_config_section():
     from agents.config import TrainConfig
 
-    assert set(ALGOS) == {*ALGORITHMS, "sft"}
+    from benchmarks.leaderboard_suite import METHODS, RL_METHODS
+
+    assert set(ALGOS) == {*ALGORITHMS, "sft"} and set(RL_METHODS) == set(ALGORITHMS)
+    assert {"rloo", "grpo", "nlpo", "sft+grpo"} <= set(METHODS)
     for name, cls in ALGORITHMS.items():
         assert isinstance(getattr(TrainConfig(), name), cls.config_class)
     assert textgym.make_vec  # the vec helper the group tests rely on stays public
@@ -152,3 +155,42 @@ def test_baseline_choices_are_checked_and_only_ppo_and_a2c_have_one(tok):
     with pytest.raises(ValueError, match="A2C needs groups of completions: pass group_size=k"):
         A2C("TransformerPolicy", TokenVecEnv(tiny_env(tok), 4, device="cpu"), baseline="group_mean",
             policy_kwargs=policy_kwargs(tok))
+
+
+def test_nlpo_samples_only_inside_the_mask_policys_nucleus_and_scores_the_same_distribution(tok):
+    from agents import NLPO
+    from agents.rollout import evaluate_episodes
+
+    model = NLPO("TransformerPolicy", TokenVecEnv(tiny_env(tok, max_new_tokens=4), 4, device="cpu"), n_steps=4,
+                 batch_size=16, top_mask=0.3, target_update_iterations=2, seed=0, policy_kwargs=policy_kwargs(tok))
+    model.learn(16)  # one rollout, one update
+    batch = model.rollout_buffer.episodes
+    allowed, mask = batch.allowed, batch.step_mask  # (E, T, V), (E, T)
+    assert allowed[mask].sum(-1).float().mean() < 0.5 * allowed.shape[-1]  # a nucleus, not the vocabulary
+    assert allowed[mask].gather(-1, batch.tokens[mask][:, None]).all()  # every action from inside it
+    with th.no_grad():
+        log_probs, _, _ = evaluate_episodes(model.policy, batch, with_values=False)
+    assert th.isfinite(log_probs).all()
+    # the mask policy lags: synced after target_update_iterations updates, then equal to the policy
+    lag = [th.equal(a, b) for a, b in zip(model.action_masker.lm.parameters(), model.policy.lm.parameters())]
+    assert not all(lag) and model.logger.name_to_value["train/mask_policy_age"] == 1
+    model.learn(16, reset_num_timesteps=False)
+    assert all(th.equal(a, b) for a, b in zip(model.action_masker.lm.parameters(), model.policy.lm.parameters()))
+
+
+def test_nlpo_saves_loads_and_needs_the_fast_path(tok, tmp_path):
+    from agents import NLPO
+
+    env = TokenVecEnv(tiny_env(tok, max_new_tokens=2), 4, device="cpu")
+    model = NLPO("TransformerPolicy", env, n_steps=2, batch_size=8, seed=0, policy_kwargs=policy_kwargs(tok))
+    model.learn(8, callback=CheckpointCallback(2, str(tmp_path / "ckpt")))
+    model.save(tmp_path / "agent")
+    loaded = NLPO.load(tmp_path / "agent", env=env)
+    assert loaded.top_mask == 0.9 and loaded.target_update_iterations == 5
+    assert all(th.equal(a, b) for a, b in zip(loaded.action_masker.lm.parameters(), loaded.policy.lm.parameters()))
+    loaded.learn(8, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 16
+    with pytest.raises(ValueError, match="NLPO masks each step with a lagged copy of the policy: it needs the fast path"):
+        NLPO("TransformerPolicy", tiny_env(tok), fast_path=False, policy_kwargs=policy_kwargs(tok))
+    with pytest.raises(ValueError, match=r"top_mask must be in \(0, 1\]"):
+        NLPO("TransformerPolicy", env, top_mask=0.0, policy_kwargs=policy_kwargs(tok))

@@ -65,7 +65,7 @@ def test_render_means_stds_and_keeps_other_signatures_apart(tmp_path):
 
 
 def test_runs_on_different_thread_counts_are_listed_apart(tmp_path):
-    from leaderboard_records import record_threads
+    from benchmarks.leaderboard_records import record_threads
 
     records = tmp_path / "records"
     write_record({**fake_record(seed=0, bleu=0.1), "threads": 1}, records)
@@ -288,3 +288,21 @@ def test_a_job_passes_on_each_record_when_its_run_ends(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         leaderboard.run_local([job], tmp_path, saved.extend)
     assert saved == [{"method": "sft"}] and inits == [None, str(tmp_path / "sft-final")]
+
+
+def test_every_rl_algorithm_is_a_method_and_sft_plus_any_shares_one_sft_run(tmp_path):
+    extra = "method_overrides: {rloo: {num_envs: 4}, grpo: {num_envs: 4}, sft+grpo: {num_envs: 4}}\n"
+    suite = load_suite(suite_file(tmp_path, "m", methods="[rloo, grpo, nlpo, sft+ppo, sft+grpo]", extra=extra))
+    jobs = plan(suite)
+    assert [[(r.method, r.record) for r in job.runs] for job in jobs] == [
+        [("rloo", True)], [("grpo", True)], [("nlpo", True)], [("sft", False), ("sft+ppo", True), ("sft+grpo", True)]]
+    assert {r.method: r.config["algo"] for job in jobs for r in job.runs} == {
+        "rloo": "rloo", "grpo": "grpo", "nlpo": "nlpo", "sft": "sft", "sft+ppo": "ppo", "sft+grpo": "grpo"}
+
+
+def test_a_critic_free_method_runs_from_sft_and_is_recorded(tiny_model, tmp_path):
+    extra = "method_overrides: {sft+grpo: {num_envs: 4}}\n"
+    suite = load_suite(suite_file(tmp_path, tiny_model, methods="[sft+grpo]", extra=extra))
+    records = leaderboard.execute_job(plan(suite)[0], str(tmp_path / "work"))
+    assert [r["method"] for r in records] == ["sft+grpo"] and records[0]["config"]["algo"] == "grpo"
+    assert records[0]["curve"] and records[0]["stats"]["timesteps"] >= 12

@@ -21,7 +21,7 @@ import torch as th
 from learnability import TASKS, ContainsWord, Learner, Task, first_token_distributions, frequent_word_model, \
     make_env, regularized_objective, task_tokenizer, tiny_policy_kwargs, train
 
-from agents import A2C, PPO
+from agents import A2C, GRPO, NLPO, PPO, RLOO
 
 LEARNERS = {
     # vf_coef=1.0 (PPOConfig: 0.1): a critic that learns fast both speeds length_5 up (median 4.0k steps against
@@ -30,6 +30,12 @@ LEARNERS = {
     # One full-batch step per rollout. Without advantage normalisation (SB3's A2C default) the critic is the
     # only baseline, so a baseline that sees the action fails the bandit test; with it, nothing notices.
     "a2c": Learner(A2C, dict(learning_rate=3e-3, n_steps=8, vf_coef=1.0, normalize_advantage=False, kl_coef=0.0)),
+    # The critic-free ones: 4 prompts x 4 completions per rollout.
+    "rloo": Learner(RLOO, dict(learning_rate=3e-3, n_steps=8, kl_coef=0.0), group_size=4),
+    "grpo": Learner(GRPO, dict(learning_rate=3e-3, n_steps=16, batch_size=128, n_epochs=4, kl_coef=0.0), group_size=4),
+    # PPO's settings inside the mask policy's nucleus.
+    "nlpo": Learner(NLPO, dict(learning_rate=3e-3, n_steps=16, batch_size=128, n_epochs=4, vf_coef=1.0, kl_coef=0.0,
+                               top_mask=0.9, target_update_iterations=2)),
 }
 
 # Environment steps within which the mean score of two consecutive rollouts must reach 0.9 of the optimum.
@@ -40,10 +46,19 @@ BUDGETS = {
     ("a2c", "target_word"): 5120,  # 3200
     ("a2c", "length_5"): 40960,  # 29440 (median 13.3k: A2C is noisy here)
     ("a2c", "avoid_frequent"): 3072,  # 1920
+    ("rloo", "target_word"): 8192,
+    ("rloo", "length_5"): 16384,
+    ("rloo", "avoid_frequent"): 8192,
+    ("grpo", "target_word"): 8192,
+    ("grpo", "length_5"): 16384,
+    ("grpo", "avoid_frequent"): 8192,
+    ("nlpo", "target_word"): 8192,
+    ("nlpo", "length_5"): 16384,
+    ("nlpo", "avoid_frequent"): 8192,
 }
 # The one-token bandit with a KL penalty: steps after which J(pi) >= 0.9 J* (closed-form optimum).
 # Seeds 0-11 end at 0.92-0.99 J* (PPO) and 0.99-1.00 J* (A2C).
-KL_COEF, KL_BUDGETS = 0.4, {"ppo": 4096, "a2c": 4096}
+KL_COEF, KL_BUDGETS = 0.4, {"ppo": 4096, "a2c": 4096, "rloo": 4096, "grpo": 4096, "nlpo": 4096}
 SEED = 0
 
 
