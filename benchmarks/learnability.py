@@ -100,7 +100,7 @@ def main() -> None:
         learner = learner_for(name, args.defaults, overrides)
         print(f"{name}: {learner.kwargs}", flush=True)
         for task in args.tasks:
-            test_budget = KL_BUDGETS[name] if task == "bandit" else BUDGETS[name, task]
+            test_budget = KL_BUDGETS.get(name, 4096) if task == "bandit" else BUDGETS[name, task]
             budget = test_budget if task == "bandit" else int(test_budget * args.budget_factor)
             results = []
             for seed in args.seeds:

@@ -46,19 +46,24 @@ BUDGETS = {
     ("a2c", "target_word"): 5120,  # 3200
     ("a2c", "length_5"): 40960,  # 29440 (median 13.3k: A2C is noisy here)
     ("a2c", "avoid_frequent"): 3072,  # 1920
-    ("rloo", "target_word"): 8192,
-    ("rloo", "length_5"): 16384,
-    ("rloo", "avoid_frequent"): 8192,
-    ("grpo", "target_word"): 8192,
-    ("grpo", "length_5"): 16384,
-    ("grpo", "avoid_frequent"): 8192,
-    ("nlpo", "target_word"): 8192,
-    ("nlpo", "length_5"): 16384,
-    ("nlpo", "avoid_frequent"): 8192,
+    # seeds 0-3 only (measured this way, 1.5x the worst, rounded up to whole rollouts)
+    ("rloo", "target_word"): 4864,  # 3200
+    ("rloo", "length_5"): 15104,  # 10064
+    ("rloo", "avoid_frequent"): 2688,  # 1792
+    ("grpo", "target_word"): 3584,  # 2304
+    ("grpo", "length_5"): 7424,  # 4928
+    ("grpo", "avoid_frequent"): 2816,  # 1792
+    ("nlpo", "target_word"): 3072,  # 2048
+    ("nlpo", "length_5"): 7168,  # 4704
+    ("nlpo", "avoid_frequent"): 2816,  # 1792
 }
 # The one-token bandit with a KL penalty: steps after which J(pi) >= 0.9 J* (closed-form optimum).
 # Seeds 0-11 end at 0.92-0.99 J* (PPO) and 0.99-1.00 J* (A2C).
-KL_COEF, KL_BUDGETS = 0.4, {"ppo": 4096, "a2c": 4096, "rloo": 4096, "grpo": 4096, "nlpo": 4096}
+# GRPO is not in it: standardising each group's returns rescales the reward per prompt, so its fixed point is
+# not this optimum (seeds 0-3: 0.52-0.77 J*). NLPO's policy lives inside a 0.9 nucleus that drops the tail
+# the optimum keeps, so its bar is 0.8 J* (seeds 0-3: 0.85-0.92 J*; RLOO: 1.00).
+KL_COEF, KL_BUDGETS = 0.4, {"ppo": 4096, "a2c": 4096, "rloo": 4096, "nlpo": 4096}
+KL_FRACTIONS = {"nlpo": 0.8}
 SEED = 0
 
 
@@ -80,7 +85,7 @@ def test_reaches_90_percent_of_the_optimum(learner, task, request):
         f"{learner} did not reach 0.9 of the optimum on {task} in {budget} steps: {curve}"
 
 
-@pytest.mark.parametrize("learner", LEARNERS)
+@pytest.mark.parametrize("learner", KL_BUDGETS)
 def test_reaches_the_kl_regularized_optimum(learner):
     """One token, reward 1 for "cat", penalty ``kl_coef * KL(pi || ref)``: optimum ``pi* ∝ ref exp(r / kl_coef)``.
 
@@ -94,7 +99,8 @@ def test_reaches_the_kl_regularized_optimum(learner):
     value, best = regularized_objective(log_pi, log_ref, rewards, KL_COEF)
     at_start, _ = regularized_objective(log_ref, log_ref, rewards, KL_COEF)
     print(f"{learner}: J(pi) = {value:.3f}, J* = {best:.3f}, J(ref) = {at_start:.3f}")
-    assert value >= 0.9 * best, f"J(pi) = {value:.3f} < 0.9 J* = {0.9 * best:.3f} (J(ref) = {at_start:.3f})"
+    bar = KL_FRACTIONS.get(learner, 0.9)
+    assert value >= bar * best, f"J(pi) = {value:.3f} < {bar} J* = {bar * best:.3f} (J(ref) = {at_start:.3f})"
 
 
 # --- the real model (slow) ----------------------------------------------------------------------
