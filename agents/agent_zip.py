@@ -1,0 +1,407 @@
+"""The saved-agent zip: SB3's layout, but tensors in safetensors and the data in plain JSON, no pickles.
+
+SB3 2.x writes ``policy.pth`` and ``policy.optimizer.pth`` with ``torch.save`` and reads them with
+``torch.load(weights_only=True)``, a restricted unpickler; its ``data`` entry is JSON, but every
+value JSON cannot hold (the spaces, the policy class, schedules, ``_last_obs``) is a base64
+cloudpickle, which ``load`` unpickles: loading a downloaded SB3 zip runs whatever code it holds.
+
+This format holds the same members under the same names, with nothing to unpickle:
+
+- ``data``: JSON. Values JSON cannot hold are tagged (``{":kind:": "ndarray", ...}``): arrays,
+  tuples, deques, gymnasium spaces, SB3's schedules, and classes or dataclasses by name from a
+  fixed allow-list (:func:`safe_classes`). A value none of these describe (a ``lambda`` learning
+  rate) is not stored: ``save`` warns, and ``load`` asks for it in ``custom_objects``.
+- ``policy.safetensors``: the policy's state dict; tensors that share memory (an LM head tied to
+  the embeddings) are stored once, the other names recorded in the header as aliases.
+- ``policy.optimizer.safetensors``: the optimizer's tensors; its structure (param groups,
+  step counts) is JSON in the safetensors header, through the same tagged codec.
+- ``textgym_format.json`` marks the format; ``_stable_baselines3_version`` and ``system_info.txt``
+  as SB3 writes them.
+
+Zips without the marker are SB3's own format (textgym wrote it before): ``load`` reads them only
+when told to trust the file (``allow_pickle=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+import zipfile
+from collections import deque
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch as th
+
+from textgym.io import atomic_file
+
+FORMAT_MEMBER = "textgym_format.json"
+FORMAT = {"format": "textgym-agent", "version": 1, "tensors": "safetensors", "data": "json"}
+LOADING = ContextVar("textgym_loading_params", default=None)  # (params, variables) while ``load`` runs SB3's
+KIND = ":kind:"  # the tag of an encoded value; SB3's pickled values use ":serialized:"
+_ARRAY_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "float16", "float32", "float64"}
+
+
+class NotStored:
+    """Stands for a value :func:`encode` could not describe (a Python callable); ``load`` needs it in ``custom_objects``."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def safe_classes() -> dict[str, type]:
+    """The classes a zip may name (by ``module.qualname``): textgym's policy, KL controllers, buffers, SB3's schedules."""
+    from stable_baselines3.common.buffers import RolloutBuffer
+    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
+
+    from agents.buffers import EpisodeRolloutBuffer, KLPenaltyRolloutBuffer
+    from agents.kl import AdaptiveKLController, FixedKLController
+    from agents.policies import TransformerPolicy
+
+    classes = (TransformerPolicy, FixedKLController, AdaptiveKLController, EpisodeRolloutBuffer,
+               KLPenaltyRolloutBuffer, RolloutBuffer, ConstantSchedule, FloatSchedule, LinearSchedule)
+    return {_name(c): c for c in classes}
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# --- the value codec -------------------------------------------------------------------------------
+def encode(value: Any, tensors: dict[str, th.Tensor] | None = None) -> Any:
+    """``value`` as JSON-ready data (see the module docstring); tensors go to ``tensors`` when given."""
+    import gymnasium.spaces as sp
+    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [encode(v, tensors) for v in value]
+    if isinstance(value, tuple):
+        return {KIND: "tuple", "items": [encode(v, tensors) for v in value]}
+    if isinstance(value, deque):
+        return {KIND: "deque", "maxlen": value.maxlen, "items": [encode(v, tensors) for v in value]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and KIND not in value:
+            return {k: encode(v, tensors) for k, v in value.items()}
+        return {KIND: "dict", "items": [[encode(k, tensors), encode(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, np.ndarray) and value.dtype.name in _ARRAY_DTYPES:
+        return {KIND: "ndarray", "dtype": value.dtype.name, "shape": list(value.shape), "data": value.ravel().tolist()}
+    if isinstance(value, th.Tensor) and tensors is not None:
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach()
+        return {KIND: "tensor", "key": key}
+    if isinstance(value, sp.Box):
+        return {KIND: "Box", "low": encode(value.low), "high": encode(value.high), "dtype": value.dtype.name}
+    if isinstance(value, sp.Discrete):
+        return {KIND: "Discrete", "n": int(value.n), "start": int(value.start)}
+    if isinstance(value, sp.MultiDiscrete):
+        return {KIND: "MultiDiscrete", "nvec": encode(value.nvec)}
+    if isinstance(value, sp.MultiBinary):
+        return {KIND: "MultiBinary", "n": encode(value.n)}
+    if isinstance(value, sp.Dict):
+        return {KIND: "DictSpace", "spaces": {k: encode(s) for k, s in value.spaces.items()}}
+    if isinstance(value, sp.Tuple):
+        return {KIND: "TupleSpace", "spaces": [encode(s) for s in value.spaces]}
+    if isinstance(value, FloatSchedule):
+        return {KIND: "FloatSchedule", "schedule": encode(value.value_schedule, tensors)}
+    if isinstance(value, ConstantSchedule):
+        return {KIND: "ConstantSchedule", "val": encode(value.val)}
+    if isinstance(value, LinearSchedule):
+        return {KIND: "LinearSchedule", "start": value.start, "end": value.end, "end_fraction": value.end_fraction}
+    allowed = safe_classes()
+    if isinstance(value, type) and _name(value) in allowed:
+        return {KIND: "class", "name": _name(value)}
+    if dataclasses.is_dataclass(value) and _name(type(value)) in allowed:
+        fields = {f.name: encode(getattr(value, f.name), tensors) for f in dataclasses.fields(value)}
+        return {KIND: "dataclass", "class": _name(type(value)), "fields": fields}
+    return {KIND: "not-stored", "type": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
+def decode(data: Any, tensors: dict[str, th.Tensor] | None = None) -> Any:
+    """Invert :func:`encode`; builds only the types listed there (a :class:`NotStored` for what was not stored)."""
+    if isinstance(data, list):
+        return [decode(v, tensors) for v in data]
+    if not isinstance(data, dict):
+        return data
+    kind = data.get(KIND)
+    if kind is None:
+        return {k: decode(v, tensors) for k, v in data.items()}
+    build = _DECODERS.get(kind)
+    if build is None:
+        raise ValueError(f"saved agent: unknown value kind {kind!r} in its data (written by a newer textgym?)")
+    return build(data, tensors)
+
+
+def _decode_array(d: dict, _: Any) -> np.ndarray:
+    if d["dtype"] not in _ARRAY_DTYPES:
+        raise ValueError(f"saved agent: array dtype {d['dtype']!r} is not one of {sorted(_ARRAY_DTYPES)}")
+    return np.asarray(d["data"], dtype=d["dtype"]).reshape(d["shape"])
+
+
+def _decode_tensor(d: dict, tensors: dict[str, th.Tensor] | None) -> th.Tensor:
+    if tensors is None or d["key"] not in tensors:
+        raise ValueError(f"saved agent: tensor {d['key']!r} is missing from its safetensors member")
+    return tensors[d["key"]]
+
+
+def _decode_class(name: str) -> type:
+    cls = safe_classes().get(name)
+    if cls is None:
+        raise ValueError(f"saved agent names the class {name!r}, which is not one textgym loads from a file "
+                         f"({sorted(safe_classes())}); pass it in custom_objects")
+    return cls
+
+
+def _decode_dataclass(d: dict, tensors: Any) -> Any:
+    return _decode_class(d["class"])(**decode(d["fields"], tensors))
+
+
+def _space(name: str) -> Any:
+    import gymnasium.spaces as sp
+
+    return getattr(sp, name)
+
+
+def _sb3_schedule(name: str) -> Any:
+    from stable_baselines3.common import utils
+
+    return getattr(utils, name)
+
+
+_DECODERS = {
+    "tuple": lambda d, t: tuple(decode(d["items"], t)),
+    "deque": lambda d, t: deque(decode(d["items"], t), maxlen=d["maxlen"]),
+    "dict": lambda d, t: {decode(k, t): decode(v, t) for k, v in d["items"]},
+    "ndarray": _decode_array,
+    "tensor": _decode_tensor,
+    "Box": lambda d, t: _space("Box")(low=decode(d["low"]), high=decode(d["high"]), dtype=d["dtype"]),
+    "Discrete": lambda d, t: _space("Discrete")(d["n"], start=d["start"]),
+    "MultiDiscrete": lambda d, t: _space("MultiDiscrete")(decode(d["nvec"])),
+    "MultiBinary": lambda d, t: _space("MultiBinary")(decode(d["n"])),
+    "DictSpace": lambda d, t: _space("Dict")({k: decode(s) for k, s in d["spaces"].items()}),
+    "TupleSpace": lambda d, t: _space("Tuple")([decode(s) for s in d["spaces"]]),
+    "FloatSchedule": lambda d, t: _sb3_schedule("FloatSchedule")(decode(d["schedule"], t)),
+    "ConstantSchedule": lambda d, t: _sb3_schedule("ConstantSchedule")(d["val"]),
+    "LinearSchedule": lambda d, t: _sb3_schedule("LinearSchedule")(d["start"], d["end"], d["end_fraction"]),
+    "class": lambda d, t: _decode_class(d["name"]),
+    "dataclass": _decode_dataclass,
+    "not-stored": lambda d, t: NotStored(d["type"]),
+}
+
+
+# --- tensors as safetensors --------------------------------------------------------------------------
+def state_dict_bytes(state: dict[str, th.Tensor]) -> bytes:
+    """A module state dict as safetensors bytes; tensors sharing memory (tied weights) are stored once."""
+    from safetensors.torch import save
+
+    kept: dict[str, th.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    storages: set[int] = set()
+    for name, tensor in state.items():
+        tensor = tensor.detach()
+        if tensor.device.type != "cpu":
+            tensor = tensor.cpu()
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
+                 tensor.dtype)
+        if tensor.numel() and ident in seen:
+            aliases[name] = seen[ident]
+            continue
+        seen[ident] = name
+        shares = tensor.numel() and ident[0] in storages  # a different view of memory already kept
+        storages.add(ident[0])
+        kept[name] = tensor.clone() if shares or not tensor.is_contiguous() else tensor
+    return save(kept, metadata={"aliases": json.dumps(aliases)})
+
+
+def state_dict_from_bytes(raw: bytes) -> dict[str, th.Tensor]:
+    """Invert :func:`state_dict_bytes` (on the CPU; ``load_state_dict`` copies to the module's device)."""
+    from safetensors.torch import load
+
+    tensors = load(raw)
+    aliases = json.loads(_metadata(raw).get("aliases", "{}"))
+    for alias, name in aliases.items():
+        tensors[alias] = tensors[name]
+    return tensors
+
+
+def optimizer_bytes(state: dict[str, Any]) -> bytes:
+    """An optimizer's ``state_dict()`` as safetensors: its tensors, and its structure as tagged JSON in the header."""
+    from safetensors.torch import save
+
+    tensors: dict[str, th.Tensor] = {}
+    structure = encode(state, tensors)
+    return save({k: v.cpu().contiguous() for k, v in tensors.items()}, metadata={"structure": json.dumps(structure)})
+
+
+def optimizer_from_bytes(raw: bytes) -> dict[str, Any]:
+    """Invert :func:`optimizer_bytes`."""
+    from safetensors.torch import load
+
+    return decode(json.loads(_metadata(raw)["structure"]), load(raw))
+
+
+def _metadata(raw: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes (the header is 8 bytes of length, then JSON)."""
+    size = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + size].decode("utf-8")).get("__metadata__") or {}
+
+
+# --- the zip -------------------------------------------------------------------------------------------
+def write_agent_zip(file: Any, data: dict[str, Any], params: dict[str, dict[str, Any]],
+                    variables: dict[str, Any] | None = None) -> list[str]:
+    """Write the zip to ``file`` (a path or a binary file object); returns the data keys that were not stored.
+
+    Args:
+        data: The algorithm's attributes to save (SB3's ``save`` selection).
+        params: ``{name: state_dict}`` as SB3's ``get_parameters`` gives (``policy``, ``policy.optimizer``).
+        variables: Other tensors (SB3's ``pytorch_variables``), if any.
+    """
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.utils import get_system_info
+
+    encoded = {key: encode(value) for key, value in data.items()}
+    not_stored = sorted(k for k, v in encoded.items() if isinstance(v, dict) and v.get(KIND) == "not-stored")
+    with zipfile.ZipFile(file, mode="w") as archive:
+        archive.writestr(FORMAT_MEMBER, json.dumps(FORMAT))
+        archive.writestr("data", json.dumps(encoded))
+        for name, state in params.items():
+            is_optimizer = isinstance(state, dict) and "param_groups" in state
+            raw = optimizer_bytes(state) if is_optimizer else state_dict_bytes(state)
+            archive.writestr(f"{name}.safetensors", raw)
+            del raw
+        if variables:
+            archive.writestr("pytorch_variables.safetensors", optimizer_bytes(variables))
+        archive.writestr("_stable_baselines3_version", sb3.__version__)
+        archive.writestr("system_info.txt", get_system_info(print_info=False)[1])
+    return not_stored
+
+
+def save_contents(algo: Any, exclude: Any = None, include: Any = None) -> tuple[dict, dict, dict]:
+    """``(data, params, variables)`` that SB3's ``save`` would write for ``algo``, with the same exclusions."""
+    from stable_baselines3.common.save_util import recursive_getattr
+
+    skip = (set(exclude or ()) | set(algo._excluded_save_params())) - set(include or ())
+    state_names, variable_names = algo._get_torch_save_params()
+    skip |= {name.split(".")[0] for name in [*state_names, *variable_names]}  # stored as tensors, not data
+    data = {key: value for key, value in algo.__dict__.items() if key not in skip}
+    variables = {name: recursive_getattr(algo, name) for name in variable_names}
+    return data, algo.get_parameters(), variables
+
+
+def is_agent_zip(file: Any) -> bool:
+    """Whether ``file`` (path or binary file object) is in this format (else: SB3's, with pickles)."""
+    with zipfile.ZipFile(file) as archive:
+        return FORMAT_MEMBER in archive.namelist()
+
+
+def read_agent_zip(file: Any, custom_objects: dict[str, Any] | None = None,
+                   load_data: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """``(data, params, variables)`` from a zip in this format, as SB3's ``load_from_zip_file`` gives them.
+
+    ``custom_objects`` replace data values by key, as in SB3 (they are never decoded). Raises
+    ValueError when a value that was not stored (a callable) is not in ``custom_objects``.
+    """
+    custom = dict(custom_objects or {})
+    data: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    variables = None
+    with zipfile.ZipFile(file) as archive:
+        names = archive.namelist()
+        if load_data:
+            stored = json.loads(archive.read("data").decode("utf-8"))
+            data = {key: custom[key] if key in custom else decode(value) for key, value in stored.items()}
+            missing = {key: v.type_name for key, v in data.items() if isinstance(v, NotStored)}
+            if missing:
+                raise ValueError(
+                    f"saved agent: {missing} were Python objects this format does not store (a file holds no code); "
+                    f"pass them at load, e.g. custom_objects={{{next(iter(missing))!r}: ...}}")
+        for member in names:
+            if not member.endswith(".safetensors"):
+                continue
+            raw = archive.read(member)
+            name = member[: -len(".safetensors")]
+            if name == "pytorch_variables":
+                variables = optimizer_from_bytes(raw)
+            elif "structure" in _metadata(raw):
+                params[name] = optimizer_from_bytes(raw)
+            else:
+                params[name] = state_dict_from_bytes(raw)
+            del raw
+    if hasattr(file, "seek"):
+        file.seek(0)  # SB3's load reads the same file object after us
+    return data, params, variables
+
+
+def legacy_zip_message(path: Any) -> str:
+    """Why a zip in SB3's pickle format is refused, and how to load it anyway."""
+    where = str(path) if isinstance(path, (str, os.PathLike)) else "this file"
+    return (f"saved agent {where} is in SB3's own format (written by stable-baselines3, or by textgym before "
+            "safetensors): its 'data' holds cloudpickled objects, and loading it runs any code they contain. Load "
+            "it only if you trust where it came from, with load(path, allow_pickle=True); save it again to get the "
+            "safe format")
+
+
+def warn_not_stored(keys: list[str]) -> None:
+    """Tell the user at save time which values ``load`` will need in ``custom_objects``."""
+    if keys:
+        warnings.warn(f"save: {keys} are Python objects (e.g. a callable schedule) that the zip does not store; "
+                      f"load it with custom_objects={{{keys[0]!r}: ...}}", stacklevel=3)
+
+
+# --- what the algorithm's save / load / set_parameters call -------------------------------------------
+def save_agent(algo: Any, path: Any, exclude: Any = None, include: Any = None) -> None:
+    """Write ``algo`` to ``path`` (SB3's rule: no suffix means ``.zip``) atomically, or to a binary file object."""
+    contents = save_contents(algo, exclude, include)
+    if not isinstance(path, (str, os.PathLike)):
+        not_stored = write_agent_zip(path, *contents)
+    else:
+        final = Path(path)
+        if final.suffix == "":
+            final = final.with_suffix(".zip")
+        with atomic_file(final, "wb") as handle:
+            not_stored = write_agent_zip(handle, *contents)
+    warn_not_stored(not_stored)
+
+
+def load_agent(sb3_load: Callable[..., Any], path: Any, custom_objects: dict[str, Any] | None,
+               allow_pickle: bool) -> Any:
+    """Run SB3's ``load`` (``sb3_load(custom_objects=...)``) on a safe zip, with every data value decoded here.
+
+    SB3 then unpickles nothing: each value of ``data`` is given as a custom object, and the tensors
+    reach ``set_parameters`` through :data:`LOADING`. A zip in SB3's format goes to SB3's own
+    load only with ``allow_pickle``.
+    """
+    if not is_agent_zip(path):
+        if not allow_pickle:
+            raise ValueError(legacy_zip_message(path))
+        return sb3_load(custom_objects=custom_objects)
+    data, params, variables = read_agent_zip(path, custom_objects)
+    token = LOADING.set(params)
+    try:
+        model = sb3_load(custom_objects=data)
+    finally:
+        LOADING.reset(token)
+    from stable_baselines3.common.save_util import recursive_setattr
+
+    for name, value in (variables or {}).items():
+        recursive_setattr(model, f"{name}.data", value)
+    return model
+
+
+def parameters_to_set(load_path_or_dict: Any) -> Any:
+    """What SB3's ``set_parameters`` should get: the tensors ``load`` read, or those of a safe zip at a path."""
+    if isinstance(load_path_or_dict, dict):
+        pending = LOADING.get()
+        return load_path_or_dict if pending is None else {**pending, **load_path_or_dict}
+    if is_agent_zip(load_path_or_dict):
+        return read_agent_zip(load_path_or_dict, load_data=False)[1]
+    return load_path_or_dict  # SB3's format: SB3 reads its tensors with torch.load(weights_only=True)
