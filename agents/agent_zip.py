@@ -5,12 +5,14 @@ SB3 2.x writes ``policy.pth`` and ``policy.optimizer.pth`` with ``torch.save`` a
 value JSON cannot hold (the spaces, the policy class, schedules, ``_last_obs``) is a base64
 cloudpickle, which ``load`` unpickles: loading a downloaded SB3 zip runs whatever code it holds.
 
-This format holds the same members under the same names, with nothing to unpickle:
+This format keeps SB3's layout (one zip, the same ``data`` keys, one member per state dict), with
+nothing to unpickle:
 
-- ``data``: JSON. Values JSON cannot hold are tagged (``{":kind:": "ndarray", ...}``): arrays,
-  tuples, deques, gymnasium spaces, SB3's schedules, and classes or dataclasses by name from a
-  fixed allow-list (:func:`safe_classes`). A value none of these describe (a ``lambda`` learning
-  rate) is not stored: ``save`` warns, and ``load`` asks for it in ``custom_objects``.
+- ``data``: JSON. Values JSON cannot hold are tagged (``{":kind:": "ndarray", ...}``, see
+  :mod:`agents.json_codec`): arrays, tuples, deques, gymnasium spaces, SB3's schedules, and
+  classes or dataclasses by name from a fixed allow-list. A value none of these describe (a
+  ``lambda`` learning rate) is not stored: ``save`` warns, and ``load`` asks for it in
+  ``custom_objects``. ``lr_schedule`` is not stored: SB3 rebuilds it from ``learning_rate``.
 - ``policy.safetensors``: the policy's state dict; tensors that share memory (an LM head tied to
   the embeddings) are stored once, the other names recorded in the header as aliases.
 - ``policy.optimizer.safetensors``: the optimizer's tensors; its structure (param groups,
@@ -24,177 +26,22 @@ when told to trust the file (``allow_pickle=True``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import warnings
 import zipfile
-from collections import deque
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch as th
 
+from agents.json_codec import decode, encode
 from textgym.io import atomic_file
 
 FORMAT_MEMBER = "textgym_format.json"
 FORMAT = {"format": "textgym-agent", "version": 1, "tensors": "safetensors", "data": "json"}
 LOADING = ContextVar("textgym_loading_params", default=None)  # (params, variables) while ``load`` runs SB3's
-KIND = ":kind:"  # the tag of an encoded value; SB3's pickled values use ":serialized:"
-_ARRAY_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                 "float16", "float32", "float64"}
-
-
-class NotStored:
-    """Stands for a value :func:`encode` could not describe (a Python callable); ``load`` needs it in ``custom_objects``."""
-
-    def __init__(self, type_name: str) -> None:
-        self.type_name = type_name
-
-
-def safe_classes() -> dict[str, type]:
-    """The classes a zip may name (by ``module.qualname``): textgym's policy, KL controllers, buffers, SB3's schedules."""
-    from stable_baselines3.common.buffers import RolloutBuffer
-    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
-
-    from agents.buffers import EpisodeRolloutBuffer, KLPenaltyRolloutBuffer
-    from agents.kl import AdaptiveKLController, FixedKLController
-    from agents.policies import TransformerPolicy
-
-    classes = (TransformerPolicy, FixedKLController, AdaptiveKLController, EpisodeRolloutBuffer,
-               KLPenaltyRolloutBuffer, RolloutBuffer, ConstantSchedule, FloatSchedule, LinearSchedule)
-    return {_name(c): c for c in classes}
-
-
-def _name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-# --- the value codec -------------------------------------------------------------------------------
-def encode(value: Any, tensors: dict[str, th.Tensor] | None = None) -> Any:
-    """``value`` as JSON-ready data (see the module docstring); tensors go to ``tensors`` when given."""
-    import gymnasium.spaces as sp
-    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
-
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list):
-        return [encode(v, tensors) for v in value]
-    if isinstance(value, tuple):
-        return {KIND: "tuple", "items": [encode(v, tensors) for v in value]}
-    if isinstance(value, deque):
-        return {KIND: "deque", "maxlen": value.maxlen, "items": [encode(v, tensors) for v in value]}
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and KIND not in value:
-            return {k: encode(v, tensors) for k, v in value.items()}
-        return {KIND: "dict", "items": [[encode(k, tensors), encode(v, tensors)] for k, v in value.items()]}
-    if isinstance(value, np.ndarray) and value.dtype.name in _ARRAY_DTYPES:
-        return {KIND: "ndarray", "dtype": value.dtype.name, "shape": list(value.shape), "data": value.ravel().tolist()}
-    if isinstance(value, th.Tensor) and tensors is not None:
-        key = f"t{len(tensors)}"
-        tensors[key] = value.detach()
-        return {KIND: "tensor", "key": key}
-    if isinstance(value, sp.Box):
-        return {KIND: "Box", "low": encode(value.low), "high": encode(value.high), "dtype": value.dtype.name}
-    if isinstance(value, sp.Discrete):
-        return {KIND: "Discrete", "n": int(value.n), "start": int(value.start)}
-    if isinstance(value, sp.MultiDiscrete):
-        return {KIND: "MultiDiscrete", "nvec": encode(value.nvec)}
-    if isinstance(value, sp.MultiBinary):
-        return {KIND: "MultiBinary", "n": encode(value.n)}
-    if isinstance(value, sp.Dict):
-        return {KIND: "DictSpace", "spaces": {k: encode(s) for k, s in value.spaces.items()}}
-    if isinstance(value, sp.Tuple):
-        return {KIND: "TupleSpace", "spaces": [encode(s) for s in value.spaces]}
-    if isinstance(value, FloatSchedule):
-        return {KIND: "FloatSchedule", "schedule": encode(value.value_schedule, tensors)}
-    if isinstance(value, ConstantSchedule):
-        return {KIND: "ConstantSchedule", "val": encode(value.val)}
-    if isinstance(value, LinearSchedule):
-        return {KIND: "LinearSchedule", "start": value.start, "end": value.end, "end_fraction": value.end_fraction}
-    allowed = safe_classes()
-    if isinstance(value, type) and _name(value) in allowed:
-        return {KIND: "class", "name": _name(value)}
-    if dataclasses.is_dataclass(value) and _name(type(value)) in allowed:
-        fields = {f.name: encode(getattr(value, f.name), tensors) for f in dataclasses.fields(value)}
-        return {KIND: "dataclass", "class": _name(type(value)), "fields": fields}
-    return {KIND: "not-stored", "type": f"{type(value).__module__}.{type(value).__qualname__}"}
-
-
-def decode(data: Any, tensors: dict[str, th.Tensor] | None = None) -> Any:
-    """Invert :func:`encode`; builds only the types listed there (a :class:`NotStored` for what was not stored)."""
-    if isinstance(data, list):
-        return [decode(v, tensors) for v in data]
-    if not isinstance(data, dict):
-        return data
-    kind = data.get(KIND)
-    if kind is None:
-        return {k: decode(v, tensors) for k, v in data.items()}
-    build = _DECODERS.get(kind)
-    if build is None:
-        raise ValueError(f"saved agent: unknown value kind {kind!r} in its data (written by a newer textgym?)")
-    return build(data, tensors)
-
-
-def _decode_array(d: dict, _: Any) -> np.ndarray:
-    if d["dtype"] not in _ARRAY_DTYPES:
-        raise ValueError(f"saved agent: array dtype {d['dtype']!r} is not one of {sorted(_ARRAY_DTYPES)}")
-    return np.asarray(d["data"], dtype=d["dtype"]).reshape(d["shape"])
-
-
-def _decode_tensor(d: dict, tensors: dict[str, th.Tensor] | None) -> th.Tensor:
-    if tensors is None or d["key"] not in tensors:
-        raise ValueError(f"saved agent: tensor {d['key']!r} is missing from its safetensors member")
-    return tensors[d["key"]]
-
-
-def _decode_class(name: str) -> type:
-    cls = safe_classes().get(name)
-    if cls is None:
-        raise ValueError(f"saved agent names the class {name!r}, which is not one textgym loads from a file "
-                         f"({sorted(safe_classes())}); pass it in custom_objects")
-    return cls
-
-
-def _decode_dataclass(d: dict, tensors: Any) -> Any:
-    return _decode_class(d["class"])(**decode(d["fields"], tensors))
-
-
-def _space(name: str) -> Any:
-    import gymnasium.spaces as sp
-
-    return getattr(sp, name)
-
-
-def _sb3_schedule(name: str) -> Any:
-    from stable_baselines3.common import utils
-
-    return getattr(utils, name)
-
-
-_DECODERS = {
-    "tuple": lambda d, t: tuple(decode(d["items"], t)),
-    "deque": lambda d, t: deque(decode(d["items"], t), maxlen=d["maxlen"]),
-    "dict": lambda d, t: {decode(k, t): decode(v, t) for k, v in d["items"]},
-    "ndarray": _decode_array,
-    "tensor": _decode_tensor,
-    "Box": lambda d, t: _space("Box")(low=decode(d["low"]), high=decode(d["high"]), dtype=d["dtype"]),
-    "Discrete": lambda d, t: _space("Discrete")(d["n"], start=d["start"]),
-    "MultiDiscrete": lambda d, t: _space("MultiDiscrete")(decode(d["nvec"])),
-    "MultiBinary": lambda d, t: _space("MultiBinary")(decode(d["n"])),
-    "DictSpace": lambda d, t: _space("Dict")({k: decode(s) for k, s in d["spaces"].items()}),
-    "TupleSpace": lambda d, t: _space("Tuple")([decode(s) for s in d["spaces"]]),
-    "FloatSchedule": lambda d, t: _sb3_schedule("FloatSchedule")(decode(d["schedule"], t)),
-    "ConstantSchedule": lambda d, t: _sb3_schedule("ConstantSchedule")(d["val"]),
-    "LinearSchedule": lambda d, t: _sb3_schedule("LinearSchedule")(d["start"], d["end"], d["end_fraction"]),
-    "class": lambda d, t: _decode_class(d["name"]),
-    "dataclass": _decode_dataclass,
-    "not-stored": lambda d, t: NotStored(d["type"]),
-}
 
 
 # --- tensors as safetensors --------------------------------------------------------------------------
@@ -269,7 +116,7 @@ def write_agent_zip(file: Any, data: dict[str, Any], params: dict[str, dict[str,
     from stable_baselines3.common.utils import get_system_info
 
     encoded = {key: encode(value) for key, value in data.items()}
-    not_stored = sorted(k for k, v in encoded.items() if isinstance(v, dict) and v.get(KIND) == "not-stored")
+    not_stored = sorted(k for k, v in encoded.items() if '"not-stored"' in json.dumps(v))
     with zipfile.ZipFile(file, mode="w") as archive:
         archive.writestr(FORMAT_MEMBER, json.dumps(FORMAT))
         archive.writestr("data", json.dumps(encoded))
@@ -292,6 +139,7 @@ def save_contents(algo: Any, exclude: Any = None, include: Any = None) -> tuple[
     skip = (set(exclude or ()) | set(algo._excluded_save_params())) - set(include or ())
     state_names, variable_names = algo._get_torch_save_params()
     skip |= {name.split(".")[0] for name in [*state_names, *variable_names]}  # stored as tensors, not data
+    skip.add("lr_schedule")  # SB3's _setup_model rebuilds it from learning_rate, at load too
     data = {key: value for key, value in algo.__dict__.items() if key not in skip}
     variables = {name: recursive_getattr(algo, name) for name in variable_names}
     return data, algo.get_parameters(), variables
@@ -318,12 +166,12 @@ def read_agent_zip(file: Any, custom_objects: dict[str, Any] | None = None,
         names = archive.namelist()
         if load_data:
             stored = json.loads(archive.read("data").decode("utf-8"))
-            data = {key: custom[key] if key in custom else decode(value) for key, value in stored.items()}
-            missing = {key: v.type_name for key, v in data.items() if isinstance(v, NotStored)}
+            missing = sorted(k for k, v in stored.items() if k not in custom and '"not-stored"' in json.dumps(v))
             if missing:
                 raise ValueError(
-                    f"saved agent: {missing} were Python objects this format does not store (a file holds no code); "
-                    f"pass them at load, e.g. custom_objects={{{next(iter(missing))!r}: ...}}")
+                    f"saved agent: {missing} held Python objects this format does not store (a file holds no code); "
+                    f"pass them at load, e.g. custom_objects={{{missing[0]!r}: ...}}")
+            data = {key: custom[key] if key in custom else decode(value) for key, value in stored.items()}
         for member in names:
             if not member.endswith(".safetensors"):
                 continue
