@@ -109,7 +109,8 @@ def write_agent_zip(file: Any, data: dict[str, Any], params: dict[str, dict[str,
 
     Args:
         data: The algorithm's attributes to save (SB3's ``save`` selection).
-        params: ``{name: state_dict}`` as SB3's ``get_parameters`` gives (``policy``, ``policy.optimizer``).
+        params: ``{name: state_dict}`` as SB3's ``get_parameters`` gives (``policy``, ``policy.optimizer``);
+            ``None`` for one left out on purpose (recorded, and ``None`` again at load).
         variables: Other tensors (SB3's ``pytorch_variables``), if any.
     """
     import stable_baselines3 as sb3
@@ -117,10 +118,13 @@ def write_agent_zip(file: Any, data: dict[str, Any], params: dict[str, dict[str,
 
     encoded = {key: encode(value) for key, value in data.items()}
     not_stored = sorted(k for k, v in encoded.items() if '"not-stored"' in json.dumps(v))
+    left_out = sorted(name for name, state in params.items() if state is None)
     with zipfile.ZipFile(file, mode="w") as archive:
-        archive.writestr(FORMAT_MEMBER, json.dumps(FORMAT))
+        archive.writestr(FORMAT_MEMBER, json.dumps({**FORMAT, "not_saved": left_out}))
         archive.writestr("data", json.dumps(encoded))
         for name, state in params.items():
+            if state is None:
+                continue
             is_optimizer = isinstance(state, dict) and "param_groups" in state
             raw = optimizer_bytes(state) if is_optimizer else state_dict_bytes(state)
             archive.writestr(f"{name}.safetensors", raw)
@@ -132,8 +136,12 @@ def write_agent_zip(file: Any, data: dict[str, Any], params: dict[str, dict[str,
     return not_stored
 
 
-def save_contents(algo: Any, exclude: Any = None, include: Any = None) -> tuple[dict, dict, dict]:
-    """``(data, params, variables)`` that SB3's ``save`` would write for ``algo``, with the same exclusions."""
+def save_contents(algo: Any, exclude: Any = None, include: Any = None,
+                  optimizer: bool = True) -> tuple[dict, dict, dict]:
+    """``(data, params, variables)`` that SB3's ``save`` would write for ``algo``, with the same exclusions.
+
+    ``optimizer=False`` leaves the optimizers' state out (``None`` in ``params``: not saved).
+    """
     from stable_baselines3.common.save_util import recursive_getattr
 
     skip = (set(exclude or ()) | set(algo._excluded_save_params())) - set(include or ())
@@ -142,7 +150,10 @@ def save_contents(algo: Any, exclude: Any = None, include: Any = None) -> tuple[
     skip.add("lr_schedule")  # SB3's _setup_model rebuilds it from learning_rate, at load too
     data = {key: value for key, value in algo.__dict__.items() if key not in skip}
     variables = {name: recursive_getattr(algo, name) for name in variable_names}
-    return data, algo.get_parameters(), variables
+    params = algo.get_parameters()
+    if not optimizer:
+        params = {name: None if "param_groups" in state else state for name, state in params.items()}
+    return data, params, variables
 
 
 def is_agent_zip(file: Any) -> bool:
@@ -164,6 +175,7 @@ def read_agent_zip(file: Any, custom_objects: dict[str, Any] | None = None,
     variables = None
     with zipfile.ZipFile(file) as archive:
         names = archive.namelist()
+        params.update({name: None for name in json.loads(archive.read(FORMAT_MEMBER)).get("not_saved", [])})
         if load_data:
             stored = json.loads(archive.read("data").decode("utf-8"))
             missing = sorted(k for k, v in stored.items() if k not in custom and '"not-stored"' in json.dumps(v))
@@ -206,9 +218,9 @@ def warn_not_stored(keys: list[str]) -> None:
 
 
 # --- what the algorithm's save / load / set_parameters call -------------------------------------------
-def save_agent(algo: Any, path: Any, exclude: Any = None, include: Any = None) -> None:
+def save_agent(algo: Any, path: Any, exclude: Any = None, include: Any = None, optimizer: bool = True) -> None:
     """Write ``algo`` to ``path`` (SB3's rule: no suffix means ``.zip``) atomically, or to a binary file object."""
-    contents = save_contents(algo, exclude, include)
+    contents = save_contents(algo, exclude, include, optimizer)
     if not isinstance(path, (str, os.PathLike)):
         not_stored = write_agent_zip(path, *contents)
     else:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.save_util import recursive_getattr
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
 from agents import agent_zip
@@ -386,23 +387,29 @@ class TextAlgorithm:
         return agent_zip.load_agent(sb3_load, path, custom_objects, allow_pickle)
 
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: Any = "auto") -> None:
-        """SB3's ``set_parameters``; a path may be a safe zip too (tensors only)."""
+        """SB3's ``set_parameters``; a path may be a safe zip too (tensors only). An optimizer saved
+        with ``include_optimizer=False`` (``None`` here) keeps its current, fresh state."""
         params = agent_zip.parameters_to_set(load_path_or_dict)
+        if isinstance(params, dict):
+            params = {name: recursive_getattr(self, name).state_dict() if state is None else state
+                      for name, state in params.items()}
         super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
 
-    def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False) -> None:
+    def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False,
+             include_optimizer: bool = True) -> None:
         """SB3's ``save`` in the safe format (:mod:`agents.agent_zip`), written atomically: a crash
         mid-write never leaves a half checkpoint.
 
         The zip holds what ``load`` needs to resume (weights, optimizer, counters) but not the frozen
         reference, which ``load`` rebuilds from ``model_name`` and checks against a fingerprint (see
         :mod:`agents.reference`). ``include_reference=True`` stores it too, for a reference whose source
-        will not outlive the agent (e.g. an SFT checkpoint that will be deleted).
+        will not outlive the agent (e.g. an SFT checkpoint that will be deleted). ``include_optimizer=False``
+        leaves out the optimizer's state (two thirds of the zip with AdamW): ``load`` then starts it afresh.
         """
         policy = self.policy
         policy.save_reference = include_reference
         self.reference_record = {**self.reference_record, "saved": not policy.reference_can_be_rebuilt()}
         try:
-            agent_zip.save_agent(self, path, exclude, include)
+            agent_zip.save_agent(self, path, exclude, include, optimizer=include_optimizer)
         finally:
             policy.save_reference = False

@@ -135,3 +135,18 @@ def test_a_callable_that_cannot_be_stored_is_asked_for_at_load(tiny_model, tmp_p
         PPO.load(tmp_path / "agent.zip", env=model.env)
     loaded = PPO.load(tmp_path / "agent.zip", env=model.env, custom_objects={"learning_rate": lambda p: 1e-3})
     assert loaded.lr_schedule(1.0) == 1e-3
+
+
+def test_a_save_without_the_optimizer_is_a_third_and_loads_with_a_fresh_one(tiny_model, tmp_path):
+    model = make(tiny_model)
+    model.learn(16)
+    model.save(tmp_path / "full.zip")
+    model.save(tmp_path / "weights.zip", include_optimizer=False)
+    with zipfile.ZipFile(tmp_path / "weights.zip") as archive:
+        assert "policy.optimizer.safetensors" not in archive.namelist()
+    assert (tmp_path / "weights.zip").stat().st_size < 0.4 * (tmp_path / "full.zip").stat().st_size
+    loaded = PPO.load(tmp_path / "weights.zip", env=model.env)
+    assert not loaded.policy.optimizer.state  # fresh: no moments yet
+    obs = model.env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(16, reset_num_timesteps=False)
