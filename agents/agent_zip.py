@@ -41,7 +41,7 @@ from textgym.io import atomic_file
 
 FORMAT_MEMBER = "textgym_format.json"
 FORMAT = {"format": "textgym-agent", "version": 1, "tensors": "safetensors", "data": "json"}
-LOADING = ContextVar("textgym_loading_params", default=None)  # (params, variables) while ``load`` runs SB3's
+LOADING = ContextVar("textgym_loading_params", default=None)  # the tensors read, while ``load`` runs SB3's
 
 
 # --- tensors as safetensors --------------------------------------------------------------------------
@@ -52,20 +52,18 @@ def state_dict_bytes(state: dict[str, th.Tensor]) -> bytes:
     kept: dict[str, th.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
-    storages: set[int] = set()
+    storages: set[tuple] = set()
     for name, tensor in state.items():
-        tensor = tensor.detach()
-        if tensor.device.type != "cpu":
-            tensor = tensor.cpu()
-        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
-                 tensor.dtype)
+        tensor = tensor.detach()  # identity on its own device: tied weights copied to the CPU one by one differ
+        ident = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                 tensor.stride(), tensor.dtype)
         if tensor.numel() and ident in seen:
             aliases[name] = seen[ident]
             continue
         seen[ident] = name
-        shares = tensor.numel() and ident[0] in storages  # a different view of memory already kept
-        storages.add(ident[0])
-        kept[name] = tensor.clone() if shares or not tensor.is_contiguous() else tensor
+        shares = tensor.numel() and ident[:2] in storages  # a different view of memory already kept
+        storages.add(ident[:2])
+        kept[name] = tensor.cpu().clone() if shares or not tensor.is_contiguous() else tensor.cpu()
     return save(kept, metadata={"aliases": json.dumps(aliases)})
 
 

@@ -40,8 +40,16 @@ def safe_classes() -> dict[str, type]:
     from agents.policies import TransformerPolicy
 
     classes = (TransformerPolicy, FixedKLController, AdaptiveKLController, EpisodeRolloutBuffer,
-               KLPenaltyRolloutBuffer, RolloutBuffer, ConstantSchedule, FloatSchedule, LinearSchedule)
+               KLPenaltyRolloutBuffer, RolloutBuffer, *_schedules().values())
     return {_name(c): c for c in classes}
+
+
+def _schedules() -> dict[str, type]:
+    """SB3's schedule classes (2.x releases before them used closures, which are not stored)."""
+    from stable_baselines3.common import utils
+
+    names = ("FloatSchedule", "ConstantSchedule", "LinearSchedule")
+    return {name: getattr(utils, name) for name in names if hasattr(utils, name)}
 
 
 def _name(cls: type) -> str:
@@ -52,8 +60,6 @@ def _name(cls: type) -> str:
 def encode(value: Any, tensors: dict[str, th.Tensor] | None = None) -> Any:
     """``value`` as JSON-ready data (see the module docstring); tensors go to ``tensors`` when given."""
     import gymnasium.spaces as sp
-    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
-
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -86,11 +92,11 @@ def encode(value: Any, tensors: dict[str, th.Tensor] | None = None) -> Any:
         return {KIND: "DictSpace", "spaces": {k: encode(s) for k, s in value.spaces.items()}}
     if isinstance(value, sp.Tuple):
         return {KIND: "TupleSpace", "spaces": [encode(s) for s in value.spaces]}
-    if isinstance(value, FloatSchedule):
+    if type(value) is _schedules().get("FloatSchedule"):
         return {KIND: "FloatSchedule", "schedule": encode(value.value_schedule, tensors)}
-    if isinstance(value, ConstantSchedule):
+    if type(value) is _schedules().get("ConstantSchedule"):
         return {KIND: "ConstantSchedule", "val": encode(value.val)}
-    if isinstance(value, LinearSchedule):
+    if type(value) is _schedules().get("LinearSchedule"):
         return {KIND: "LinearSchedule", "start": value.start, "end": value.end, "end_fraction": value.end_fraction}
     allowed = safe_classes()
     if isinstance(value, type) and _name(value) in allowed:
@@ -147,9 +153,7 @@ def _space(name: str) -> Any:
 
 
 def _sb3_schedule(name: str) -> Any:
-    from stable_baselines3.common import utils
-
-    return getattr(utils, name)
+    return _schedules()[name]
 
 
 def _float_schedule(inner: Any) -> Any:
