@@ -26,6 +26,7 @@ when told to trust the file (``allow_pickle=True``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -45,26 +46,66 @@ LOADING = ContextVar("textgym_loading_params", default=None)  # the tensors read
 
 
 # --- tensors as safetensors --------------------------------------------------------------------------
-def state_dict_bytes(state: dict[str, th.Tensor]) -> bytes:
-    """A module state dict as safetensors bytes; tensors sharing memory (tied weights) are stored once."""
-    from safetensors.torch import save
+_DTYPES = {th.float64: "F64", th.float32: "F32", th.float16: "F16", th.bfloat16: "BF16", th.int64: "I64",
+           th.int32: "I32", th.int16: "I16", th.int8: "I8", th.uint8: "U8", th.bool: "BOOL"}
 
+
+def write_safetensors(handle: Any, tensors: dict[str, th.Tensor], metadata: dict[str, str]) -> None:
+    """Stream ``tensors`` to ``handle`` in the safetensors layout, one tensor at a time (no copy of the whole).
+
+    The layout: 8 bytes of header length (little-endian), a JSON header (dtype, shape and byte range of
+    each tensor, and ``__metadata__``) padded with spaces to 8 bytes, then the tensors' bytes in order.
+    ``safetensors.torch.load`` reads it back (and the tests check that it does).
+    """
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in _DTYPES:
+            raise TypeError(f"cannot save tensor {name!r} of dtype {tensor.dtype}: allowed {sorted(map(str, _DTYPES))}")
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    handle.write(len(text).to_bytes(8, "little"))
+    handle.write(text)
+    for tensor in tensors.values():
+        if tensor.numel():
+            flat = tensor.detach().cpu().contiguous().reshape(-1).view(th.uint8)  # (bytes,)
+            handle.write(memoryview(flat.numpy()))
+
+
+def _kept_tensors(state: dict[str, th.Tensor]) -> tuple[dict[str, th.Tensor], dict[str, str]]:
+    """``state`` with tensors that share memory (tied weights) kept once: (kept, {alias: kept name})."""
     kept: dict[str, th.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     storages: set[tuple] = set()
     for name, tensor in state.items():
-        tensor = tensor.detach()  # identity on its own device: tied weights copied to the CPU one by one differ
+        tensor = tensor.detach()
         ident = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
                  tensor.stride(), tensor.dtype)
         if tensor.numel() and ident in seen:
             aliases[name] = seen[ident]
             continue
         seen[ident] = name
-        shares = tensor.numel() and ident[:2] in storages  # a different view of memory already kept
+        shares = tensor.numel() and ident[:2] in storages  # another view of memory already kept: its own copy
         storages.add(ident[:2])
-        kept[name] = tensor.cpu().clone() if shares or not tensor.is_contiguous() else tensor.cpu()
-    return save(kept, metadata={"aliases": json.dumps(aliases)})
+        kept[name] = tensor.clone() if shares else tensor
+    return kept, aliases
+
+
+def write_state_dict(handle: Any, state: dict[str, th.Tensor]) -> None:
+    """A module state dict as safetensors; tensors sharing memory (tied weights) are stored once."""
+    kept, aliases = _kept_tensors(state)
+    write_safetensors(handle, kept, {"aliases": json.dumps(aliases)})
+
+
+def state_dict_bytes(state: dict[str, th.Tensor]) -> bytes:
+    """:func:`write_state_dict` into bytes."""
+    buffer = io.BytesIO()
+    write_state_dict(buffer, state)
+    return buffer.getvalue()
 
 
 def state_dict_from_bytes(raw: bytes) -> dict[str, th.Tensor]:
@@ -78,13 +119,18 @@ def state_dict_from_bytes(raw: bytes) -> dict[str, th.Tensor]:
     return tensors
 
 
-def optimizer_bytes(state: dict[str, Any]) -> bytes:
+def write_optimizer(handle: Any, state: dict[str, Any]) -> None:
     """An optimizer's ``state_dict()`` as safetensors: its tensors, and its structure as tagged JSON in the header."""
-    from safetensors.torch import save
-
     tensors: dict[str, th.Tensor] = {}
     structure = encode(state, tensors)
-    return save({k: v.cpu().contiguous() for k, v in tensors.items()}, metadata={"structure": json.dumps(structure)})
+    write_safetensors(handle, tensors, {"structure": json.dumps(structure)})
+
+
+def optimizer_bytes(state: dict[str, Any]) -> bytes:
+    """:func:`write_optimizer` into bytes."""
+    buffer = io.BytesIO()
+    write_optimizer(buffer, state)
+    return buffer.getvalue()
 
 
 def optimizer_from_bytes(raw: bytes) -> dict[str, Any]:
@@ -123,12 +169,12 @@ def write_agent_zip(file: Any, data: dict[str, Any], params: dict[str, dict[str,
         for name, state in params.items():
             if state is None:
                 continue
-            is_optimizer = isinstance(state, dict) and "param_groups" in state
-            raw = optimizer_bytes(state) if is_optimizer else state_dict_bytes(state)
-            archive.writestr(f"{name}.safetensors", raw)
-            del raw
+            write = write_optimizer if isinstance(state, dict) and "param_groups" in state else write_state_dict
+            with archive.open(f"{name}.safetensors", mode="w", force_zip64=True) as member:
+                write(member, state)
         if variables:
-            archive.writestr("pytorch_variables.safetensors", optimizer_bytes(variables))
+            with archive.open("pytorch_variables.safetensors", mode="w", force_zip64=True) as member:
+                write_optimizer(member, variables)
         archive.writestr("_stable_baselines3_version", sb3.__version__)
         archive.writestr("system_info.txt", get_system_info(print_info=False)[1])
     return not_stored

@@ -54,6 +54,12 @@ def test_tied_weights_are_stored_once_and_the_optimizer_round_trips():
     assert len(raw) < 10 * 4 * 4 + 3 * 4 + 400  # one copy of the 10 x 4 matrix
     back = state_dict_from_bytes(raw)
     assert back["head.weight"] is back["embed.weight"] and th.equal(back["embed.weight"], emb.weight)
+    odd = {"bf16": th.randn(3, 5).bfloat16(), "scalar": th.tensor(2.5), "empty": th.zeros(0, 4), "flags": th.ones(3).bool(),
+           "strided": th.arange(12.0).reshape(3, 4).t()}
+    from safetensors.torch import load
+
+    back = load(state_dict_bytes(odd))  # what this module writes, safetensors' own parser reads
+    assert all(th.equal(back[k], v) and back[k].dtype == v.dtype for k, v in odd.items())
     opt = th.optim.AdamW(emb.parameters(), lr=0.1)
     emb(th.tensor([1, 2])).sum().backward()
     opt.step()

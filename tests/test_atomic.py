@@ -173,10 +173,10 @@ def test_an_agent_save_that_fails_midway_leaves_the_old_zip(tiny_model, tmp_path
     model.save(tmp_path / "agent.zip")
     before = (tmp_path / "agent.zip").read_bytes()
 
-    def broken(state):
+    def broken(handle, state):
         raise OSError("disk full")
 
-    monkeypatch.setattr(agents.agent_zip, "optimizer_bytes", broken)
+    monkeypatch.setattr(agents.agent_zip, "write_optimizer", broken)
     with pytest.raises(OSError, match="disk full"):
         model.save(tmp_path / "agent.zip")
     assert (tmp_path / "agent.zip").read_bytes() == before
