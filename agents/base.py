@@ -11,7 +11,6 @@ import inspect
 import os
 import warnings
 from collections import defaultdict, deque
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np

@@ -33,7 +33,6 @@ class NotStored:
 def safe_classes() -> dict[str, type]:
     """The classes a zip may name (by ``module.qualname``): textgym's policy, KL controllers, buffers, SB3's schedules."""
     from stable_baselines3.common.buffers import RolloutBuffer
-    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
 
     from agents.buffers import EpisodeRolloutBuffer, KLPenaltyRolloutBuffer
     from agents.kl import AdaptiveKLController, FixedKLController
