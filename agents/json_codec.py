@@ -31,15 +31,17 @@ class NotStored:
 
 
 def safe_classes() -> dict[str, type]:
-    """The classes a zip may name (by ``module.qualname``): textgym's policy, KL controllers, buffers, SB3's schedules."""
+    """The classes a zip may name (by ``module.qualname``): textgym's policy, KL controllers, buffers, SB3's
+    schedules, torch's optimizers."""
     from stable_baselines3.common.buffers import RolloutBuffer
 
     from agents.buffers import EpisodeRolloutBuffer, KLPenaltyRolloutBuffer
     from agents.kl import AdaptiveKLController, FixedKLController
     from agents.policies import TransformerPolicy
 
+    optimizers = [c for c in vars(th.optim).values() if isinstance(c, type) and issubclass(c, th.optim.Optimizer)]
     classes = (TransformerPolicy, FixedKLController, AdaptiveKLController, EpisodeRolloutBuffer,
-               KLPenaltyRolloutBuffer, RolloutBuffer, *_schedules().values())
+               KLPenaltyRolloutBuffer, RolloutBuffer, *_schedules().values(), *optimizers)  # policy_kwargs' optimizer_class
     return {_name(c): c for c in classes}
 
 

@@ -35,13 +35,14 @@ def test_the_codec_round_trips_what_an_agent_saves():
     value = {"space": space, "arr": np.arange(6, dtype=np.float32).reshape(2, 3), "tuple": (1, "a", None),
              "deque": deque([{"r": np.float64(1.5), "l": 4}], maxlen=100), "int_keys": {0: [1.0], 1: True},
              "schedule": FloatSchedule(LinearSchedule(1.0, 0.0, 0.5)), "kl": AdaptiveKLController(0.1, 6.0, 1000),
-             "cls": PPO.policy_aliases["TransformerPolicy"]}
+             "cls": PPO.policy_aliases["TransformerPolicy"], "policy_kwargs": {"optimizer_class": th.optim.SGD}}
     text = json.dumps(encode(value))
     back = decode(json.loads(text))
     assert back["space"] == space and back["tuple"] == (1, "a", None) and back["int_keys"] == {0: [1.0], 1: True}
     np.testing.assert_array_equal(back["arr"], value["arr"]) and back["arr"].dtype == np.float32
     assert back["deque"] == value["deque"] and back["deque"].maxlen == 100
     assert back["schedule"](0.75) == value["schedule"](0.75) and back["kl"] == value["kl"] and back["cls"] is value["cls"]
+    assert back["policy_kwargs"]["optimizer_class"] is th.optim.SGD
     assert ":serialized:" not in text
     with pytest.raises(ValueError, match="not one textgym loads from a file"):
         decode({":kind:": "class", "name": "os.system"})
