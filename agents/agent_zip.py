@@ -63,7 +63,8 @@ def write_safetensors(handle: Any, tensors: dict[str, th.Tensor], metadata: dict
         if tensor.dtype not in _DTYPES:
             raise TypeError(f"cannot save tensor {name!r} of dtype {tensor.dtype}: allowed {sorted(map(str, _DTYPES))}")
         size = tensor.numel() * tensor.element_size()
-        header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + size]}
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)

@@ -24,7 +24,7 @@ _ARRAY_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "
 
 
 class NotStored:
-    """Stands for a value :func:`encode` could not describe (a Python callable); ``load`` needs it in ``custom_objects``."""
+    """Stands for a value :func:`encode` could not describe (a callable); ``load`` needs it in ``custom_objects``."""
 
     def __init__(self, type_name: str) -> None:
         self.type_name = type_name
@@ -39,9 +39,10 @@ def safe_classes() -> dict[str, type]:
     from agents.kl import AdaptiveKLController, FixedKLController
     from agents.policies import TransformerPolicy
 
+    # torch's optimizers: a policy_kwargs' optimizer_class
     optimizers = [c for c in vars(th.optim).values() if isinstance(c, type) and issubclass(c, th.optim.Optimizer)]
     classes = (TransformerPolicy, FixedKLController, AdaptiveKLController, EpisodeRolloutBuffer,
-               KLPenaltyRolloutBuffer, RolloutBuffer, *_schedules().values(), *optimizers)  # policy_kwargs' optimizer_class
+               KLPenaltyRolloutBuffer, RolloutBuffer, *_schedules().values(), *optimizers)
     return {_name(c): c for c in classes}
 
 

@@ -89,7 +89,8 @@ def test_load_unpickles_nothing_and_resumes(tiny_model, tmp_path, monkeypatch):
         loaded = PPO.load(tmp_path / "agent", env=model.env)
     obs = model.env.reset()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
-    for a, b in zip(model.policy.optimizer.state_dict()["state"].values(), loaded.policy.optimizer.state_dict()["state"].values()):
+    saved, restored = model.policy.optimizer.state_dict()["state"], loaded.policy.optimizer.state_dict()["state"]
+    for a, b in zip(saved.values(), restored.values()):
         assert all(th.equal(a[k], b[k]) for k in a)
     assert loaded.num_timesteps == 16 and loaded.kl_controller == model.kl_controller
     loaded.learn(16, reset_num_timesteps=False)
