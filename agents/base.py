@@ -6,17 +6,19 @@ differs from GAE, its advantages (:meth:`TextAlgorithm.episode_advantages`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import warnings
 from collections import defaultdict, deque
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.save_util import recursive_getattr
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
+from agents import agent_zip
 from agents.buffers import EpisodeBatch, EpisodeRolloutBuffer, KLPenaltyRolloutBuffer, compute_gae
 from agents.checkpoints import check_agent_zip
 from agents.envs import make_text_env, wrap_env
@@ -26,7 +28,6 @@ from agents.policies import TransformerPolicy
 from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
 from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_text_args
-from textgym.io import atomic_file
 from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
 
@@ -400,30 +401,40 @@ class TextAlgorithm:
         return [*super()._excluded_save_params(), "kl_stats", "metric_buffer"]  # type: ignore[misc]
 
     @classmethod
-    def load(cls, path: Any, env: Any = None, device: Any = "auto", custom_objects: Any = None, **kwargs: Any):
-        """SB3's ``load``, with the file checked first (see :func:`agents.checkpoints.check_agent_zip`)."""
+    def load(cls, path: Any, env: Any = None, device: Any = "auto", custom_objects: Any = None,
+             allow_pickle: bool = False, **kwargs: Any):
+        """SB3's ``load`` of the safe zip (:mod:`agents.agent_zip`), with the file checked first
+        (:func:`agents.checkpoints.check_agent_zip`). A zip in SB3's own format, whose data is
+        unpickled, is refused unless ``allow_pickle=True`` (only for files you trust)."""
         if isinstance(path, (str, os.PathLike)):
             path = check_agent_zip(path, custom_objects)
-        return super().load(path, env=env, device=device, custom_objects=custom_objects, **kwargs)  # type: ignore[misc]
+        sb3_load = functools.partial(super().load, path, env=env, device=device, **kwargs)  # type: ignore[misc]
+        return agent_zip.load_agent(sb3_load, path, custom_objects, allow_pickle)
 
-    def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False) -> None:
-        """SB3's ``save``, written atomically: a crash mid-write never leaves a half checkpoint.
+    def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: Any = "auto") -> None:
+        """SB3's ``set_parameters``; a path may be a safe zip too (tensors only). An optimizer saved
+        with ``include_optimizer=False`` (``None`` here) keeps its current, fresh state."""
+        params = agent_zip.parameters_to_set(load_path_or_dict)
+        if isinstance(params, dict):
+            params = {name: recursive_getattr(self, name).state_dict() if state is None else state
+                      for name, state in params.items()}
+        super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
+
+    def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False,
+             include_optimizer: bool = True) -> None:
+        """SB3's ``save`` in the safe format (:mod:`agents.agent_zip`), written atomically: a crash
+        mid-write never leaves a half checkpoint.
 
         The zip holds what ``load`` needs to resume (weights, optimizer, counters) but not the frozen
         reference, which ``load`` rebuilds from ``model_name`` and checks against a fingerprint (see
         :mod:`agents.reference`). ``include_reference=True`` stores it too, for a reference whose source
-        will not outlive the agent (e.g. an SFT checkpoint that will be deleted).
+        will not outlive the agent (e.g. an SFT checkpoint that will be deleted). ``include_optimizer=False``
+        leaves out the optimizer's state (two thirds of the zip with AdamW): ``load`` then starts it afresh.
         """
         policy = self.policy
         policy.save_reference = include_reference
         self.reference_record = {**self.reference_record, "saved": not policy.reference_can_be_rebuilt()}
         try:
-            if not isinstance(path, (str, os.PathLike)):
-                return super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
-            final = Path(path)
-            if final.suffix == "":
-                final = final.with_suffix(".zip")  # SB3's own naming rule
-            with atomic_file(final, "wb") as handle:
-                super().save(handle, exclude=exclude, include=include)  # type: ignore[misc]
+            agent_zip.save_agent(self, path, exclude, include, optimizer=include_optimizer)
         finally:
             policy.save_reference = False

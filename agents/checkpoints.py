@@ -2,8 +2,8 @@
 
 Every checkpoint that ``textgym train`` writes (SFT, PPO, A2C; periodic and final) is such a folder,
 so ``--init``, ``--model`` and ``textgym eval --checkpoint`` all read it with ``from_pretrained``.
-PPO/A2C checkpoints also hold ``agent.zip`` (SB3's full state: value head, reference, optimizer)
-to resume training with ``agents.PPO.load``. Folders are written atomically: into a temporary
+PPO/A2C checkpoints also hold ``agent.zip`` (what resuming needs: the trainable weights, value head
+and optimizer state, in the safe format of :mod:`agents.agent_zip`) for ``agents.PPO.load``. Folders are written atomically: into a temporary
 sibling first, then renamed into place. Reading them (:data:`META_FILE`, ``read_meta``,
 ``check_checkpoint``) lives in :mod:`textgym.checkpoints`, which ``textgym eval`` shares.
 """
@@ -83,10 +83,10 @@ def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | No
     """The file ``PPO.load`` / ``A2C.load`` should read for ``path``, checked; ValueError or
     FileNotFoundError say what is wrong (missing, not a zip, truncated, base model folder gone).
 
-    SB3's rule applies: a path without a suffix means ``path.zip``. A saved agent holds every weight,
-    but its policy is rebuilt from ``policy_kwargs['model_name']`` first (architecture and
-    tokenizer): when that is a folder that no longer exists, the message says so and how to point
-    the agent at another copy (``custom_objects={"policy_kwargs": {..., "model_name": NEW}}``).
+    SB3's rule applies: a path without a suffix means ``path.zip``. A saved agent holds its trainable
+    weights, but its policy is rebuilt from ``policy_kwargs['model_name']`` first (architecture,
+    tokenizer, the KL reference): when that is a folder that no longer exists, the message says so and
+    how to point the agent at another copy (``custom_objects={"policy_kwargs": {..., "model_name": NEW}}``).
     """
     import zipfile
 

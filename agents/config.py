@@ -132,7 +132,8 @@ class EvalConfig(Checked):
 @dataclass
 class CheckpointConfig(Checked):
     """``every``: env steps between periodic checkpoints (0: final only); ``keep``: periodic ones kept;
-    ``save_agent``: also write ``agent.zip`` (SB3's whole state, to resume; about 16x the model's size)."""
+    ``save_agent``: also write ``agent.zip`` (what resuming needs: the weights and AdamW's two moments, about 3x
+    the model's fp32 weights; the frozen reference is rebuilt, not saved)."""
 
     every: int = ranged(500, 0)
     keep: int = ranged(1, 1)

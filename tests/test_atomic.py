@@ -128,13 +128,13 @@ def test_failed_write_leaves_the_old_state_and_no_temporary(tmp_path):
 
 def test_checkpoint_and_agent_saves_use_the_atomic_helpers(tmp_path, monkeypatch):
     """save_checkpoint, agents' save, the eval JSON and summary.json all go through textgym.io."""
-    import agents.base
+    import agents.agent_zip
     import agents.checkpoints
     import agents.train
     import textgym.cli
 
     assert agents.checkpoints.atomic_dir is tio.atomic_dir
-    assert agents.base.atomic_file is tio.atomic_file
+    assert agents.agent_zip.atomic_file is tio.atomic_file
     assert agents.train.atomic_write_json is tio.atomic_write_json
     assert textgym.cli.atomic_write_json is tio.atomic_write_json
 
@@ -157,3 +157,28 @@ def test_a_real_kill_minus_9_during_saves_leaves_a_readable_folder(tmp_path):
         proc.wait()
         text = _read_folder(dest)
         assert text and set(text) <= set("0123456789")
+
+
+def test_an_agent_save_that_fails_midway_leaves_the_old_zip(tiny_model, tmp_path, monkeypatch):
+    """The zip is written into a temporary sibling: a failure while writing the optimizer keeps the old one."""
+    import agents.agent_zip
+    from agents import PPO
+
+    from tiny import tiny_env, tiny_tokenizer
+
+    from textgym.vector import TokenVecEnv
+
+    env = TokenVecEnv(tiny_env(tiny_tokenizer()), 2, device="cpu")
+    model = PPO("TransformerPolicy", env, n_steps=2, seed=0, policy_kwargs=dict(model_name=tiny_model))
+    model.save(tmp_path / "agent.zip")
+    before = (tmp_path / "agent.zip").read_bytes()
+
+    def broken(handle, state):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(agents.agent_zip, "write_optimizer", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "agent.zip")
+    assert (tmp_path / "agent.zip").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
+    PPO.load(tmp_path / "agent.zip", env=model.env)

@@ -14,6 +14,7 @@ from conftest import needs
 from tiny import tiny_env, tiny_llama_config, tiny_tokenizer
 
 from agents import PPO
+from agents.agent_zip import state_dict_from_bytes
 from agents.lora import check_lora
 from agents.rollout import evaluate_episodes, generate_episodes, reference_log_probs
 from textgym.vector import TokenVecEnv
@@ -87,7 +88,7 @@ def test_save_is_small_and_load_predicts_the_same(tiny_model, tmp_path):
     # fixed overhead is a good part of the LoRA zip
     assert lora_size < full_size / 2
     with zipfile.ZipFile(tmp_path / "lora.zip") as archive:
-        state = th.load(archive.open("policy.pth"), weights_only=True)
+        state = state_dict_from_bytes(archive.read("policy.safetensors"))
     assert state and all("lora_" in key or key.startswith("value_head") for key in state)
     loaded = PPO.load(tmp_path / "lora.zip", env=model.env)
     assert loaded.policy.lora == model.policy.lora

@@ -8,9 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch as th
-from tiny import tiny_env, tiny_tokenizer
+from tiny import tiny_env, tiny_llama_config, tiny_tokenizer
 
 from agents import A2C, PPO
+from agents.agent_zip import state_dict_from_bytes
 from textgym.vector import TokenVecEnv
 
 
@@ -23,21 +24,38 @@ def make(model_folder, algo=PPO, **kwargs):
 def zip_state(path):
     with zipfile.ZipFile(path) as archive:
         names = {info.filename: info.file_size for info in archive.infolist()}
-        return th.load(archive.open("policy.pth"), weights_only=True), names
+        return state_dict_from_bytes(archive.read("policy.safetensors")), names
+
+
+def wider_model(folder):
+    """A config-built tiny llama (64 wide, tied embeddings) saved as a model folder: big enough that the
+    zip's fixed part (data, names, headers: about 15 kB) is small beside its tensors."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    cfg = tiny_llama_config(len(tok), hidden_size=64, intermediate_size=128, max_position_embeddings=128)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
 
 
 @pytest.mark.parametrize("algo", [PPO, A2C])
-def test_the_zip_holds_no_reference_and_is_weights_plus_optimizer(tiny_model, tmp_path, algo):
-    model = make(tiny_model, algo)
+def test_the_zip_holds_no_reference_and_is_weights_plus_optimizer(tmp_path, algo):
+    model = make(wider_model(tmp_path / "model"), algo)
     model.learn(32)
     model.save(tmp_path / "agent.zip")
     state, sizes = zip_state(tmp_path / "agent.zip")
     assert state and not [k for k in state if k.startswith("reference_lm")]
+    assert not [name for name in sizes if name.endswith(".pth")]  # no pickles: safetensors and JSON
     trainable = sum(p.numel() * p.element_size() for p in model.policy.parameters() if p.requires_grad)
-    tied = model.policy.lm.get_input_embeddings().weight.data_ptr() == model.policy.lm.get_output_embeddings().weight.data_ptr()
-    assert tied  # the tiny model ties its LM head to the embeddings: stored once
-    # Adam keeps two moments per trainable weight; 1.05x that plus a small fixed part (data, names)
-    assert sizes["policy.pth"] + sizes["policy.optimizer.pth"] <= 1.05 * 3 * trainable + 64_000, sizes
+    lm = model.policy.lm
+    assert lm.get_input_embeddings().weight is lm.get_output_embeddings().weight  # tied: stored once
+    optimizer = sum(t.numel() * t.element_size() for s in model.policy.optimizer.state.values() for t in s.values())
+    assert optimizer >= 2 * trainable  # AdamW: two moments per trainable weight (and a step count)
+    # the whole zip (data, names, headers included) is at most 1.05x the weights plus the optimizer state
+    total = (tmp_path / "agent.zip").stat().st_size
+    print(f"agent.zip {total} bytes: {total / (trainable + optimizer):.4f}x weights + optimizer state")
+    assert total <= 1.05 * (trainable + optimizer), (sizes, trainable, optimizer)
     loaded = algo.load(tmp_path / "agent.zip", env=model.env)
     assert loaded.reference_record == model.reference_record and not loaded.reference_record["saved"]
     obs = model.env.reset()
