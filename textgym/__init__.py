@@ -32,7 +32,9 @@ ENVS: tuple[EnvInfo, ...] = tuple(
 
 for _env in ENVS:
     if _env.env_id not in registry:
-        register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset})
+        # gym.make_vec(id, num_envs=N) -> the batched env (textgym.gym_vector); "sync"/"async" stay Gymnasium's.
+        register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset},
+                 vector_entry_point=f"textgym.gym_vector:{_env.family}_vector_env")
 
 
 def check_env_id(env_id: object) -> str:
