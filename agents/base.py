@@ -143,6 +143,11 @@ class TextAlgorithm:
     def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> Any:
         return wrap_env(env, verbose, monitor_wrapper)
 
+    def get_vec_normalize_env(self) -> Any:
+        """SB3's, also on the fast path: the ``VecNormalize`` whose statistics scale the rewards (or None)."""
+        normalizer = getattr(self.env, "reward_normalizer", None)
+        return normalizer.vec_normalize if normalizer is not None else super().get_vec_normalize_env()  # type: ignore[misc]
+
     def uses_fast_path(self) -> bool:
         """True when rollouts are whole-episode KV-cache batches (the rollout buffer holds episodes)."""
         return isinstance(getattr(self, "rollout_buffer", None), EpisodeRolloutBuffer)

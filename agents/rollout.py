@@ -208,20 +208,27 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
     prompt_mask = venv.attention_mask[:, : venv.prompt_length].clone()
     steps = _decode(policy, venv, check_lag)
     step_mask = steps.step_mask.cpu().numpy()  # (N, T)
-    rewards, finals = venv.score_rollout(step_mask)
+    raw, finals = venv.score_rollout(step_mask)
+    # The one place the fast path's rewards may be rescaled (a VecNormalize the env stands in for); infos keep raw ones.
+    normalizer = getattr(venv, "reward_normalizer", None)
+    rewards = raw if normalizer is None else normalizer(raw, step_mask)
     batch = EpisodeBatch(prompt_ids, prompt_mask, steps.tokens, steps.step_mask,
                          th.as_tensor(rewards, device=venv.device), infos=[i for f in finals for i in f.values()])
     batch.log_probs, batch.values = steps.log_probs * steps.step_mask, steps.values * steps.step_mask
     if policy.recomputes_log_probs():
         recompute_log_probs(policy, batch)
-    if on_step is not None and not _report_steps(venv, steps, step_mask, rewards, finals, on_step):
+    if on_step is not None and not _report_steps(venv, steps, step_mask, (rewards, raw), finals, on_step):
         return None
     return batch
 
 
-def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.ndarray,
+def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: tuple[np.ndarray, np.ndarray],
                   finals: list[dict[int, dict]], on_step: StepHook) -> bool:
-    """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then."""
+    """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then.
+
+    ``rewards``: ``(paid, raw)``, each ``(N, T)``: the rewards as trained on (``rewards`` local) and as the env
+    paid them (the episode returns in ``infos``), which differ only under reward normalization."""
+    rewards, raw = rewards
     ids, mask = venv.input_ids.cpu().numpy(), venv.attention_mask.cpu().numpy()  # (N, L): the final rows
     final_rows = {"input_ids": ids, "attention_mask": mask}
     tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
@@ -236,7 +243,7 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.n
         return obs
 
     for t in range(steps.last + 1):
-        returns += rewards[:, t]
+        returns += raw[:, t]
         lengths += step_mask[:, t]
         step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
                        "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths), final_rows),
