@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import textgym
-from textgym.vector import GymTokenVectorEnv, TokenVecEnv
+from textgym.gym_vector import GymTokenVectorEnv
+from textgym.vector import TokenVecEnv
 
 N = 4
 

@@ -65,7 +65,7 @@ def check_env_id(env_id: object) -> str:
 def __getattr__(name: str):
     # make_vec pulls in torch and SB3: import it on first use, keeping `import textgym` cheap.
     if name == "make_vec":
-        from textgym.vector import make_vec
+        from textgym.gym_vector import make_vec
 
         return make_vec
     raise AttributeError(f"module 'textgym' has no attribute {name!r}")

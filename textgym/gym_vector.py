@@ -4,6 +4,7 @@
 episodes as tensors on one device, with Gymnasium 1.x's ``VectorEnv`` API and the same
 observations, rewards, flags and infos as ``gym.make_vec(..., vectorization_mode="sync")`` (a
 ``SyncVectorEnv`` of single ``TextEnv``s, which ``"sync"`` and ``"async"`` still give).
+:func:`make_vec` (``textgym.make_vec``) builds either face of the engine from an id.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.envs.registration import load_env_creator
 
 from textgym.catalogue import FAMILIES
@@ -80,6 +82,26 @@ class GymTokenVectorEnv(gym.vector.VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.engine.close()
+
+
+def make_vec(env_id: str, num_envs: int = 8, device: str | torch.device = "auto", *,
+             api: str = "sb3", **kwargs: Any) -> TokenVecEnv | GymTokenVectorEnv:
+    """Build a batched env from any registered textgym id.
+
+    Args:
+        env_id: e.g. ``"textgym/SAMSum-v0"``.
+        num_envs: Parallel episodes.
+        device: Where the token tensors live (``"auto"``: CUDA when available).
+        api: ``"sb3"`` for SB3's VecEnv (what ``agents.PPO``/``A2C`` use), ``"gymnasium"`` for a
+            Gymnasium ``VectorEnv``.
+        **kwargs: The id's keyword arguments (``split``, ``data_dir``, ``reward``, ...).
+    """
+    if api not in ("sb3", "gymnasium"):
+        raise ValueError(f"api must be 'sb3' or 'gymnasium', got {api!r}")
+    env = gym.make(env_id, **kwargs).unwrapped
+    if api == "sb3":
+        return TokenVecEnv(env, num_envs, device)
+    return GymTokenVectorEnv(env, num_envs, device)
 
 
 def _vector_entry_point(family: str):

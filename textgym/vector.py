@@ -359,34 +359,3 @@ class TokenVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
-
-
-def make_vec(env_id: str, num_envs: int = 8, device: str | torch.device = "auto", *,
-             api: str = "sb3", **kwargs: Any) -> TokenVecEnv | GymTokenVectorEnv:
-    """Build a batched env from any registered textgym id.
-
-    Args:
-        env_id: e.g. ``"textgym/SAMSum-v0"``.
-        num_envs: Parallel episodes.
-        device: Where the token tensors live (``"auto"``: CUDA when available).
-        api: ``"sb3"`` for SB3's VecEnv (what ``agents.PPO``/``A2C`` use), ``"gymnasium"`` for a
-            Gymnasium ``VectorEnv``.
-        **kwargs: The id's keyword arguments (``split``, ``data_dir``, ``reward``, ...).
-    """
-    if api not in ("sb3", "gymnasium"):
-        raise ValueError(f"api must be 'sb3' or 'gymnasium', got {api!r}")
-    env = gym.make(env_id, **kwargs).unwrapped
-    if api == "sb3":
-        return TokenVecEnv(env, num_envs, device)
-    from textgym.gym_vector import GymTokenVectorEnv
-
-    return GymTokenVectorEnv(env, num_envs, device)
-
-
-def __getattr__(name: str) -> Any:
-    # The Gymnasium face lives in its own module (it imports this one); kept importable from here.
-    if name == "GymTokenVectorEnv":
-        from textgym.gym_vector import GymTokenVectorEnv
-
-        return GymTokenVectorEnv
-    raise AttributeError(f"module 'textgym.vector' has no attribute {name!r}")
