@@ -273,7 +273,8 @@ class TextAlgorithm:
         batch.rewards = batch.env_rewards - self.kl_coef * kl
         batch.advantages, batch.returns = self.episode_advantages(batch)
         self.kl_stats.add_episodes(kl, batch.step_mask)
-        self._record_scores(episode_returns(batch.env_rewards, batch.step_mask))
+        raw = batch.env_rewards if batch.raw_rewards is None else batch.raw_rewards  # scores as the env paid them
+        self._record_scores(episode_returns(raw, batch.step_mask))
 
     def _record_scores(self, scores: th.Tensor) -> None:
         """This rollout's sampled task scores ``(E,)``: their mean, and with groups how much of their variance

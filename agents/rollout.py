@@ -214,6 +214,8 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
     rewards = raw if normalizer is None else normalizer(raw, step_mask)
     batch = EpisodeBatch(prompt_ids, prompt_mask, steps.tokens, steps.step_mask,
                          th.as_tensor(rewards, device=venv.device), infos=[i for f in finals for i in f.values()])
+    if normalizer is not None:
+        batch.raw_rewards = th.as_tensor(raw, device=venv.device)
     batch.log_probs, batch.values = steps.log_probs * steps.step_mask, steps.values * steps.step_mask
     if policy.recomputes_log_probs():
         recompute_log_probs(policy, batch)

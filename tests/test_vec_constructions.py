@@ -14,16 +14,19 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
-from tiny import tiny_llama_config, tiny_tokenizer
+from tiny import WORDS, tiny_llama_config, tiny_tokenizer
 
 import textgym
 from agents import PPO
 from agents.bookkeeping import RewardNormalizer
+from textgym.data.base import Sample
 from textgym.vector import TokenVecEnv
 
 ENV_ID, N = "textgym/Generation-v0", 3
 TOK = tiny_tokenizer()
-KW = dict(tokenizer=TOK, max_prompt_length=24, max_new_tokens=3)
+# ROUGE-1 against "good good good good": random texts of the tiny vocabulary often score above 0.
+KW = dict(tokenizer=TOK, samples=[Sample(f"s{i}", f"say {w}", ("good good good good",)) for i, w in enumerate(WORDS[:5])],
+          reward="rouge1", max_prompt_length=24, max_new_tokens=3)
 SUBPROC = dict(vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork"))
 
 
@@ -125,10 +128,12 @@ def test_vec_normalize_scales_rewards_as_sb3_does(expected, tmp_path):
     for a, b in zip(record.log_probs[:3], expected.log_probs[:3]):  # the first rollout: before any update
         assert th.equal(a, b)
     raw = np.array([i["episode"]["r"] for i in record.infos])
-    assert raw.tolist() == [i["episode"]["r"] for i in expected.infos]
-    scaled = np.concatenate(record.rewards)
-    if raw.any():
-        assert not np.allclose(scaled[scaled != 0], raw[raw != 0][: (scaled != 0).sum()])
+    assert raw.tolist() == pytest.approx([i["episode"]["r"] for i in expected.infos], abs=1e-6)  # Monitor rounds
+    episodes = model.rollout_buffer.episodes  # the last rollout: trained on scaled rewards, scores from raw ones
+    assert episodes.raw_rewards is not None and not th.equal(episodes.raw_rewards, episodes.env_rewards)
+    assert raw.any()
+    paid = np.concatenate(record.rewards)  # what callbacks saw: scaled, so the sums differ from the raw returns
+    assert not np.isclose(paid.sum(), raw.sum())
     norm.save(str(tmp_path / "stats.pkl"))
     loaded = VecNormalize.load(str(tmp_path / "stats.pkl"), _sb3_env())
     assert loaded.ret_rms.count == norm.ret_rms.count and np.allclose(loaded.ret_rms.var, norm.ret_rms.var)
