@@ -19,7 +19,9 @@ from tiny import WORDS, tiny_llama_config, tiny_tokenizer
 import textgym
 from agents import PPO
 from agents.bookkeeping import RewardNormalizer
+from textgym.catalogue import find_task
 from textgym.data.base import Sample
+from textgym.gym_vector import GymTokenVectorEnv
 from textgym.vector import TokenVecEnv
 
 ENV_ID, N = "textgym/Generation-v0", 3
@@ -172,28 +174,42 @@ def test_norm_obs_on_token_ids_is_refused():
             PPO("TransformerPolicy", VecNormalize(_sb3_env()), fast_path=fast_path, **kwargs)
 
 
-def test_gym_make_vec_gives_the_batched_env_and_matches_sync():
-    """Gymnasium's own checks: spaces, metadata, seeding, and the same steps and infos as a SyncVectorEnv."""
-    from textgym.gym_vector import GymTokenVectorEnv
-
-    fast = gym.make_vec(ENV_ID, num_envs=N, device="cpu", **KW)
-    sync = gym.make_vec(ENV_ID, num_envs=N, vectorization_mode="sync",
-                        vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP), **KW)
+def same_as_sync(env_id: str, actions_from: np.ndarray, **kwargs) -> GymTokenVectorEnv:
+    """``gym.make_vec(env_id)`` is the batched env and steps, resets and reports exactly as Gymnasium's
+    ``SyncVectorEnv`` of single envs (same-step auto-reset): Gymnasium's own checks on the spaces and data."""
+    fast = gym.make_vec(env_id, num_envs=N, device="cpu", **kwargs)
+    sync = gym.make_vec(env_id, num_envs=N, vectorization_mode="sync",
+                        vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP), **kwargs)
     assert isinstance(fast, GymTokenVectorEnv) and isinstance(sync, gym.vector.SyncVectorEnv)
-    assert isinstance(gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="async", **KW), gym.vector.AsyncVectorEnv)
     assert fast.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
     assert fast.observation_space == sync.observation_space and fast.action_space == sync.action_space
-    assert fast.spec.id == ENV_ID and fast.spec.kwargs["num_envs"] == N
+    assert fast.spec.id == env_id and fast.spec.kwargs["num_envs"] == N
+    eos = fast.engine.eos_token_id
     rng = np.random.default_rng(0)
     for seed in (0, 7):
         (obs, info), (obs2, info2) = fast.reset(seed=seed), sync.reset(seed=seed)
         assert fast.observation_space.contains(obs)
         assert data_equivalence((obs, info), (obs2, info2))
         for t in range(8):
-            actions = rng.integers(0, len(TOK), N)
-            actions[t % N] = TOK.eos_token_id
+            actions = rng.choice(actions_from, N)
+            actions[t % N] = eos
             got, want = fast.step(actions), sync.step(actions)
             assert fast.observation_space.contains(got[0])
             assert data_equivalence(got, want), (t, got, want)
     fast.close()
+    sync.close()
     assert fast.closed
+    return fast
+
+
+def test_gym_make_vec_gives_the_batched_env_and_matches_sync():
+    same_as_sync(ENV_ID, np.arange(len(TOK)), **KW)
+    assert isinstance(gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="async", **KW), gym.vector.AsyncVectorEnv)
+
+
+@pytest.mark.parametrize("env_id", [e.env_id for e in textgym.ENVS])
+def test_every_id_makes_the_batched_env(env_id, smollm_tokenizer, data_dir):
+    """From the registry, with each id's own data and reward (a shipped split)."""
+    split = find_task(env_id).shipped[0]
+    same_as_sync(env_id, np.arange(200, 5000), tokenizer=smollm_tokenizer, data_dir=str(data_dir), split=split,
+                 max_new_tokens=3)
