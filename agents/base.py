@@ -46,8 +46,9 @@ class TextAlgorithm:
 
     Args:
         policy: ``"TransformerPolicy"`` (or the class, or a subclass).
-        env: An env id (``"textgym/CommonGen-v0"``), an env, or a VecEnv. A TokenVecEnv, a TextEnv or
-            a DummyVecEnv of TextEnvs of one task runs on the fast path.
+        env: An env id (``"textgym/CommonGen-v0"``), an env, or a VecEnv. A TokenVecEnv, ``gym.make_vec``'s
+            env, a TextEnv or any SB3 VecEnv of TextEnvs of one task runs on the fast path (see
+            :func:`agents.envs.to_token_vec_env`: which wrappers keep it, SubprocVecEnvs are closed).
         *args: SB3's positional arguments (``learning_rate``, ``n_steps``, ...).
         config: The algorithm's config dataclass (e.g. ``PPOConfig(n_steps=16)``): its fields are the
             defaults; keyword arguments given beside it win.

@@ -29,16 +29,19 @@ class MonitorRecord:
             results file are updated), else ``None``.
         t_starts: Per env, the wrapper's start time (``"t"`` counts from it).
         info_keywords: Per env, the info keys the wrapper copies into its episode entry.
+        sees_scaled_rewards: The wrapper sits above a ``VecNormalize``: its returns are of the scaled rewards.
     """
 
     def __init__(self, monitors: Sequence[Any | None], t_starts: Sequence[float],
-                 info_keywords: Sequence[Sequence[str]]) -> None:
+                 info_keywords: Sequence[Sequence[str]], sees_scaled_rewards: bool = False) -> None:
         self.monitors, self.t_starts, self.info_keywords = list(monitors), list(t_starts), list(info_keywords)
+        self.sees_scaled_rewards = sees_scaled_rewards
 
     @classmethod
-    def of(cls, monitor: Any, num_envs: int) -> "MonitorRecord":
+    def of(cls, monitor: Any, num_envs: int, sees_scaled_rewards: bool = False) -> "MonitorRecord":
         """For one in-process ``VecMonitor`` that watches all ``num_envs`` envs."""
-        return cls([monitor] * num_envs, [monitor.t_start] * num_envs, [monitor.info_keywords] * num_envs)
+        return cls([monitor] * num_envs, [monitor.t_start] * num_envs, [monitor.info_keywords] * num_envs,
+                   sees_scaled_rewards)
 
     def __call__(self, i: int, info: dict[str, Any], episode_return: float, length: int) -> None:
         now, monitor = time.time(), self.monitors[i]

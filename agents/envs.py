@@ -58,7 +58,8 @@ def wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv
 
 # The one allow-list: wrappers that leave the MDP as it is (TimeLimit only when it never cuts an episode
 # short, VecNormalize only with norm_obs=False). The fast path keeps them and does their bookkeeping
-# (agents.bookkeeping); any other wrapper sends the env to SB3's per-step path, with a warning.
+# (agents.bookkeeping); any other wrapper, subclasses of these included (they may change what they
+# wrap), sends the env to SB3's per-step path, with a warning.
 FAST_PATH_WRAPPERS: tuple[type, ...] = (
     gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker, gym.wrappers.TimeLimit,
     gym.wrappers.RecordEpisodeStatistics, Monitor,  # around one env
@@ -84,14 +85,14 @@ def _local_view(env: Any) -> tuple[_EnvView | None, str]:
     """The view of an env in this process, or ``None`` and why it cannot run on the fast path."""
     wrappers, inner = [], env
     while isinstance(inner, gym.Wrapper):
-        if not isinstance(inner, FAST_PATH_WRAPPERS):
+        if type(inner) not in FAST_PATH_WRAPPERS:
             return None, f"it is wrapped in {type(inner).__name__}"
         wrappers.append((type(inner), inner))
         inner = inner.env
     if not isinstance(inner, TextEnv):
         return None, f"{type(inner).__name__} is not a textgym TextEnv"
     for cls, wrapper in wrappers:
-        if issubclass(cls, gym.wrappers.TimeLimit) and not _time_limit_ok(wrapper._max_episode_steps, inner):
+        if cls is gym.wrappers.TimeLimit and not _time_limit_ok(wrapper._max_episode_steps, inner):
             return None, f"it is wrapped in a TimeLimit of {wrapper._max_episode_steps} steps < max_new_tokens"
     return _EnvView(inner, wrappers), ""
 
@@ -134,9 +135,9 @@ def _recorders(views: list[_EnvView], venv: VecEnv | None, started: Any) -> list
 
         def setting(name: str) -> list[Any]:  # from the objects here, else through the VecEnv
             return [getattr(o, name) for o in objects] if objects[0] is not None else venv.get_attr(name)
-        if issubclass(cls, Monitor):
+        if cls is Monitor:
             recorders.append(MonitorRecord(objects, setting("t_start"), setting("info_keywords")))
-        elif issubclass(cls, gym.wrappers.RecordEpisodeStatistics):
+        elif cls is gym.wrappers.RecordEpisodeStatistics:
             recorders.append(EpisodeStatisticsRecord(objects, setting("_stats_key"), started))
     return recorders
 
@@ -156,7 +157,7 @@ def _unwrap_vec(env: VecEnv) -> tuple[VecEnv | None, list[VecEnvWrapper], str]:
     """The VecEnv inside the allowed VecEnv wrappers, and those wrappers, outermost first."""
     wrappers, inner = [], env
     while isinstance(inner, VecEnvWrapper):
-        if not isinstance(inner, FAST_PATH_WRAPPERS):
+        if type(inner) not in FAST_PATH_WRAPPERS:
             return None, wrappers, f"the VecEnv is wrapped in {type(inner).__name__}"
         wrappers.append(inner)
         inner = inner.venv
@@ -166,7 +167,8 @@ def _unwrap_vec(env: VecEnv) -> tuple[VecEnv | None, list[VecEnvWrapper], str]:
 def to_token_vec_env(env: Any, device: Any = "auto") -> tuple[TokenVecEnv | None, str]:
     """``env`` as one TokenVecEnv (the fast path's env), or ``None`` and the reason it cannot be.
 
-    Accepts a TokenVecEnv, a single (possibly ``gym.make``-wrapped) TextEnv, or any SB3 VecEnv of
+    Accepts a TokenVecEnv, the env of ``gym.make_vec`` (unwrapped), a single (possibly
+    ``gym.make``-wrapped) TextEnv, or any SB3 VecEnv of
     TextEnvs of one task (``DummyVecEnv``, ``SubprocVecEnv``, what ``make_vec_env`` returns with any
     ``vec_env_cls``), under the wrappers of :data:`FAST_PATH_WRAPPERS`. Seeds that the VecEnv holds
     for its next reset carry over, so env ``i`` sees the samples it would have (those of
@@ -184,8 +186,8 @@ def to_token_vec_env(env: Any, device: Any = "auto") -> tuple[TokenVecEnv | None
     """
     if isinstance(env, TokenVecEnv):
         return env, ""
-    if isinstance(env, gym.vector.VectorEnv) and isinstance(env.unwrapped, GymTokenVectorEnv):
-        return env.unwrapped.engine, ""  # gym.make_vec's env: its engine is the fast path's env
+    if isinstance(env, GymTokenVectorEnv):
+        return env.engine, ""  # gym.make_vec's env: its engine is the fast path's env
     if not isinstance(env, VecEnv):
         view, why = _local_view(env)
         if view is None:
@@ -216,8 +218,8 @@ def to_token_vec_env(env: Any, device: Any = "auto") -> tuple[TokenVecEnv | None
                          list(getattr(inner, "_options", [{}] * venv.num_envs)))
     venv.episode_recorders = _recorders([v for v, _ in views], inner, venv.episode_start_time)
     for wrapper in reversed(vec_wrappers):  # innermost first
-        if isinstance(wrapper, VecMonitor):
-            venv.episode_recorders.append(MonitorRecord.of(wrapper, venv.num_envs))
+        if isinstance(wrapper, VecMonitor):  # above a VecNormalize it counts the scaled rewards, as on SB3's path
+            venv.episode_recorders.append(MonitorRecord.of(wrapper, venv.num_envs, venv.reward_normalizer is not None))
         elif isinstance(wrapper, VecNormalize):
             venv.reward_normalizer = RewardNormalizer(wrapper)
     if not local:

@@ -236,7 +236,7 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: tupl
     tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
     ends = step_mask.sum(1) - 1  # (N,)
     truncated = tokens[np.arange(len(ends)), ends] != venv.eos_token_id  # (N,) how each episode ended
-    returns, lengths = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int64)
+    returns, lengths, paid = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int64), np.zeros(len(ends))
 
     def observations(t: int) -> dict[str, np.ndarray]:  # the rows after step t: later columns blanked
         later = slice(venv.prompt_length + t + 1, None)
@@ -246,9 +246,10 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: tupl
 
     for t in range(steps.last + 1):
         returns += raw[:, t]
+        paid += rewards[:, t]
         lengths += step_mask[:, t]
         step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
-                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths), final_rows),
+                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths, paid), final_rows),
                        "actions": actions[:, t], "values": steps.values[:, t : t + 1],
                        "log_probs": steps.log_probs[:, t]}
         if not on_step(step_locals):

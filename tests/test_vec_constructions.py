@@ -115,10 +115,31 @@ def test_subprocesses_are_closed_and_wrappers_keep_their_counts(tmp_path):
 def test_other_wrappers_keep_the_stock_path_with_a_warning():
     kwargs = dict(policy_kwargs=dict(model_name=None, model_config=tiny_llama_config(len(TOK))))
     short = lambda: gym.wrappers.TimeLimit(gym.make(ENV_ID, **KW), 2)  # noqa: E731  cuts episodes short
+
+    class Doubled(Monitor):  # a subclass of an allowed wrapper may change what it wraps
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, 2 * reward, terminated, truncated, info
+
     for env in (DummyVecEnv([short] * 2), _sb3_env(wrapper_class=gym.wrappers.TransformReward,
-                                                   wrapper_kwargs=dict(func=lambda r: 2 * r))):
+                                                   wrapper_kwargs=dict(func=lambda r: 2 * r)),
+                DummyVecEnv([lambda: Doubled(gym.make(ENV_ID, **KW))])):
         with pytest.warns(UserWarning, match="SB3's per-step path"):
             assert not PPO("TransformerPolicy", env, **kwargs).uses_fast_path()
+    long_enough = DummyVecEnv([lambda: gym.make(ENV_ID, max_episode_steps=3, **KW)])
+    assert PPO("TransformerPolicy", long_enough, **kwargs).uses_fast_path()
+
+
+def test_wrapper_order_decides_which_returns_a_vec_monitor_records():
+    """As on SB3's path: a VecMonitor inside VecNormalize records raw returns, one outside it the scaled ones."""
+    inside = VecNormalize(VecMonitor(DummyVecEnv([partial(gym.make, ENV_ID, **KW)] * N)), norm_obs=False)
+    outside = VecMonitor(VecNormalize(DummyVecEnv([partial(gym.make, ENV_ID, **KW)] * N), norm_obs=False))
+    (_, raw), (_, scaled) = run(inside), run(outside)
+    returns = [i["episode"]["r"] for i in raw.infos]
+    assert any(returns) and returns == pytest.approx([i["score"] for i in raw.infos], abs=1e-6)
+    paid = np.stack(scaled.rewards)  # (steps, N): each env's episodes are 3 steps long here
+    per_episode = [paid[t - 2 : t + 1, i].sum() for t in range(2, len(paid), 3) for i in range(N)]
+    assert sorted(i["episode"]["r"] for i in scaled.infos) == pytest.approx(sorted(per_episode), abs=1e-5)
 
 
 def test_vec_normalize_scales_rewards_as_sb3_does(expected, tmp_path):

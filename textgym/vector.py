@@ -283,7 +283,7 @@ class TokenVecEnv(VecEnv):
         return [t.strip() for t in self.env.tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
     def step_infos(self, final_infos: dict[int, dict[str, Any]], truncated: np.ndarray,
-                   episodes: tuple[np.ndarray, np.ndarray] | None = None,
+                   episodes: tuple[np.ndarray, ...] | None = None,
                    rows: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
         """SB3-style infos of one step: ``{}`` for the envs still running; for those in ``final_infos``
         their final info plus ``terminal_observation`` (their rows now) and ``TimeLimit.truncated``.
@@ -292,7 +292,8 @@ class TokenVecEnv(VecEnv):
             final_infos: ``{env index: final info}`` of the episodes that ended at this step (updated in place).
             truncated: ``(N,)`` bool, which of them hit the length limit.
             episodes: ``(returns (N,), lengths (N,))``: also add SB3 Monitor's ``episode`` entry (and
-                call :attr:`episode_recorders`).
+                call :attr:`episode_recorders`); a third array ``(N,)``: the returns of the rescaled rewards,
+                for the recorders whose ``sees_scaled_rewards`` is True (wrappers above a reward scaling).
             rows: A host copy of :meth:`observations` to take the terminal observations from
                 (default: copy the ended rows from the device).
         """
@@ -304,7 +305,8 @@ class TokenVecEnv(VecEnv):
                 if episodes is not None:
                     info["episode"] = {"r": float(episodes[0][i]), "l": int(episodes[1][i])}
                     for record in self.episode_recorders:
-                        record(i, info, float(episodes[0][i]), int(episodes[1][i]))
+                        scaled = getattr(record, "sees_scaled_rewards", False) and len(episodes) > 2
+                        record(i, info, float(episodes[2 if scaled else 0][i]), int(episodes[1][i]))
                 info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
                 info["TimeLimit.truncated"] = bool(truncated[i])
                 infos[i] = info
