@@ -47,8 +47,9 @@ class TextAlgorithm:
 
     Args:
         policy: ``"TransformerPolicy"`` (or the class, or a subclass).
-        env: An env id (``"textgym/CommonGen-v0"``), an env, or a VecEnv. A TokenVecEnv, a TextEnv or
-            a DummyVecEnv of TextEnvs of one task runs on the fast path.
+        env: An env id (``"textgym/CommonGen-v0"``), an env, or a VecEnv. A TokenVecEnv, ``gym.make_vec``'s
+            env, a TextEnv or any SB3 VecEnv of TextEnvs of one task runs on the fast path (see
+            :func:`agents.envs.to_token_vec_env`: which wrappers keep it, SubprocVecEnvs are closed).
         *args: SB3's positional arguments (``learning_rate``, ``n_steps``, ...).
         config: The algorithm's config dataclass (e.g. ``PPOConfig(n_steps=16)``): its fields are the
             defaults; keyword arguments given beside it win.
@@ -161,6 +162,11 @@ class TextAlgorithm:
     @staticmethod
     def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> Any:
         return wrap_env(env, verbose, monitor_wrapper)
+
+    def get_vec_normalize_env(self) -> Any:
+        """SB3's, also on the fast path: the ``VecNormalize`` whose statistics scale the rewards (or None)."""
+        normalizer = getattr(self.env, "reward_normalizer", None)
+        return normalizer.vec_normalize if normalizer is not None else super().get_vec_normalize_env()  # type: ignore[misc]
 
     def uses_fast_path(self) -> bool:
         """True when rollouts are whole-episode KV-cache batches (the rollout buffer holds episodes)."""
@@ -290,7 +296,8 @@ class TextAlgorithm:
         batch.rewards = batch.env_rewards - self.kl_coef * kl
         batch.advantages, batch.returns = self.episode_advantages(batch)
         self.kl_stats.add_episodes(kl, batch.step_mask)
-        self._record_scores(episode_returns(batch.env_rewards, batch.step_mask))
+        raw = batch.env_rewards if batch.raw_rewards is None else batch.raw_rewards  # scores as the env paid them
+        self._record_scores(episode_returns(raw, batch.step_mask))
 
     def _record_scores(self, scores: th.Tensor) -> None:
         """This rollout's sampled task scores ``(E,)``: their mean, and with groups how much of their variance

@@ -14,7 +14,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 PenaltyFn = Callable[[dict[str, np.ndarray], np.ndarray, th.Tensor, np.ndarray], np.ndarray]
 
 _TENSORS = ("prompt_ids", "prompt_mask", "tokens", "step_mask", "env_rewards", "log_probs", "values",
-            "ref_log_probs", "rewards", "advantages", "returns", "allowed")
+            "ref_log_probs", "rewards", "advantages", "returns", "raw_rewards", "allowed")
 
 
 class KLPenaltyRolloutBuffer(DictRolloutBuffer):
@@ -41,7 +41,8 @@ class EpisodeBatch:
     actions taken; ``step_mask`` is 1 for steps that happened, EOS included). Per-step float
     tensors ``(E, T)``: ``env_rewards``, ``log_probs`` and ``values`` (old policy, recorded while
     sampling), ``ref_log_probs``, ``rewards`` (env reward minus the KL penalty), ``advantages``,
-    ``returns``.
+    ``returns``; ``raw_rewards``: the env's own rewards when ``env_rewards`` were rescaled (a
+    ``VecNormalize``), else None.
     """
 
     prompt_ids: th.Tensor
@@ -55,6 +56,7 @@ class EpisodeBatch:
     rewards: th.Tensor | None = None
     advantages: th.Tensor | None = None
     returns: th.Tensor | None = None
+    raw_rewards: th.Tensor | None = None
     allowed: th.Tensor | None = None  # (E, T, V) bool: the tokens each step could sample (NLPO's masks)
     infos: list[dict] = field(default_factory=list)
 

@@ -236,27 +236,36 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
     if steps.allowed is not None:  # steps after an episode's end allow everything: their pad token scores finitely
         steps.allowed |= ~steps.step_mask[..., None]
     step_mask = steps.step_mask.cpu().numpy()  # (N, T)
-    rewards, finals = venv.score_rollout(step_mask)
+    raw, finals = venv.score_rollout(step_mask)
+    # The one place the fast path's rewards may be rescaled (a VecNormalize the env stands in for); infos keep raw ones.
+    normalizer = getattr(venv, "reward_normalizer", None)
+    rewards = raw if normalizer is None else normalizer(raw, step_mask)
     batch = EpisodeBatch(prompt_ids, prompt_mask, steps.tokens, steps.step_mask,
                          th.as_tensor(rewards, device=venv.device), infos=[i for f in finals for i in f.values()])
+    if normalizer is not None:
+        batch.raw_rewards = th.as_tensor(raw, device=venv.device)
     batch.log_probs, batch.values = steps.log_probs * steps.step_mask, steps.values * steps.step_mask
     batch.allowed = steps.allowed
     if policy.recomputes_log_probs():
         recompute_log_probs(policy, batch)
-    if on_step is not None and not _report_steps(venv, steps, step_mask, rewards, finals, on_step):
+    if on_step is not None and not _report_steps(venv, steps, step_mask, (rewards, raw), finals, on_step):
         return None
     return batch
 
 
-def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.ndarray,
+def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: tuple[np.ndarray, np.ndarray],
                   finals: list[dict[int, dict]], on_step: StepHook) -> bool:
-    """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then."""
+    """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then.
+
+    ``rewards``: ``(paid, raw)``, each ``(N, T)``: the rewards as trained on (``rewards`` local) and as the env
+    paid them (the episode returns in ``infos``), which differ only under reward normalization."""
+    rewards, raw = rewards
     ids, mask = venv.input_ids.cpu().numpy(), venv.attention_mask.cpu().numpy()  # (N, L): the final rows
     final_rows = {"input_ids": ids, "attention_mask": mask}
     tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
     ends = step_mask.sum(1) - 1  # (N,)
     truncated = tokens[np.arange(len(ends)), ends] != venv.eos_token_id  # (N,) how each episode ended
-    returns, lengths = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int64)
+    returns, lengths, paid = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int64), np.zeros(len(ends))
 
     def observations(t: int) -> dict[str, np.ndarray]:  # the rows after step t: later columns blanked
         later = slice(venv.prompt_length + t + 1, None)
@@ -265,10 +274,11 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.n
         return obs
 
     for t in range(steps.last + 1):
-        returns += rewards[:, t]
+        returns += raw[:, t]
+        paid += rewards[:, t]
         lengths += step_mask[:, t]
         step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
-                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths), final_rows),
+                       "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths, paid), final_rows),
                        "actions": actions[:, t], "values": steps.values[:, t : t + 1],
                        "log_probs": steps.log_probs[:, t]}
         if not on_step(step_locals):

@@ -4,8 +4,9 @@ Measures, on the same model, batch, prompt length and generation length:
 
 1. bare KV-cache sampling (``model.generate`` with sampling): generated tokens/s;
 2. the fast path's rollout (TokenVecEnv + policy + reward): tokens/s and its ratio to (1);
-3. one full PPO iteration (rollout + update): ``agents.PPO`` on a TokenVecEnv (fast path) vs
-   stock ``stable_baselines3.PPO`` with ``TransformerPolicy`` on a ``DummyVecEnv`` of TextEnvs;
+3. one full PPO iteration (rollout + update): ``agents.PPO`` on a TokenVecEnv (fast path), the same
+   agent on the env of ``gym.make_vec(id, num_envs=batch)`` (Gymnasium's own call: it reaches the fast
+   path too), vs stock ``stable_baselines3.PPO`` with ``TransformerPolicy`` on a ``DummyVecEnv`` of TextEnvs;
 4. peak memory of each phase (RSS polled on CPU; ``torch.cuda.max_memory_allocated`` on GPU).
 
 Every phase runs on the same, pinned number of torch threads (``--threads``; default: all cores,
@@ -116,6 +117,17 @@ def build(args: argparse.Namespace, device: torch.device):
     return env, policy_kwargs
 
 
+def make_vec_env_of(env: Any, args: argparse.Namespace, device: torch.device) -> Any:
+    """``gym.make_vec`` of a registered id holding ``env``'s task (its samples, tokenizer, reward and lengths)."""
+    import gymnasium as gym
+
+    venv = gym.make_vec("textgym/Generation-v0", num_envs=args.batch, device=device, samples=env.samples,
+                        tokenizer=env.tokenizer, reward=args.reward, max_prompt_length=env.max_prompt_length,
+                        max_new_tokens=env.max_new_tokens, prompt_template="plain", instruction="{source}")
+    venv.reset(seed=0)
+    return venv
+
+
 def timed(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: bool = True) -> tuple[float, Any]:
     """Median seconds over ``repeats`` calls (after one warm-up call unless ``warmup=False``), and the last result."""
     result = fn() if warmup else None
@@ -211,6 +223,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seconds, steps = timed(fast_iteration, args.repeats, device)
     rows["PPO iteration, fast path"] = {"seconds": seconds, "tokens": steps, "tokens_per_s": steps / seconds,
                                         "threads": torch.get_num_threads(), **memory.row()}
+    fast.set_env(make_vec_env_of(env, args, device))  # the same task through gym.make_vec: same agent, same speed
+    if not fast.uses_fast_path():
+        raise RuntimeError("gym.make_vec's env did not reach the fast path")
+    with memory.measure():
+        seconds, steps = timed(fast_iteration, args.repeats, device)
+    rows["PPO iteration, fast path (gym.make_vec)"] = {"seconds": seconds, "tokens": steps,
+                                                       "tokens_per_s": steps / seconds,
+                                                       "threads": torch.get_num_threads(), **memory.row()}
     if not args.skip_stock:
         stock_env = DummyVecEnv([functools.partial(copy.deepcopy, env) for _ in range(args.batch)])
         stock = StockPPO(TransformerPolicy, stock_env, n_steps=args.new_tokens,
@@ -254,6 +274,8 @@ def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[
         "python": platform.python_version(), "precision": "bf16" if fast.policy.uses_bf16() else "fp32",
         "lora_r": args.lora_r, "rows": rows,
         "rollout_vs_bare": rollout / bare,
+        "make_vec_vs_fast_path": (rows["PPO iteration, fast path (gym.make_vec)"]["tokens_per_s"]
+                                  / rows["PPO iteration, fast path"]["tokens_per_s"]),
     }
     if "PPO iteration, stock SB3 (DummyVecEnv)" in rows:
         fast_rate = rows["PPO iteration, fast path"]["tokens_per_s"]
@@ -267,6 +289,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[
         print(f"{name:42} {row['seconds']:9.3f} {row['tokens']:7d} {row['tokens_per_s']:10.1f} "
               f"{row['peak_mb']:9.0f} {row['added_mb']:9.0f}")
     print(f"fast-path rollout / bare sampling: {result['rollout_vs_bare']:.2f}x")
+    print(f"PPO iteration on gym.make_vec's env / on a TokenVecEnv: {result['make_vec_vs_fast_path']:.2f}x")
     if "ppo_iteration_speedup_per_token" in result:
         print(f"PPO iteration, fast vs stock (per token): {result['ppo_iteration_speedup_per_token']:.1f}x")
     print(json.dumps(result))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import textgym
-from textgym.vector import GymTokenVectorEnv, TokenVecEnv
+from textgym.gym_vector import GymTokenVectorEnv
+from textgym.vector import TokenVecEnv
 
 N = 4
 
@@ -84,8 +85,8 @@ def test_gymnasium_vector_api(smollm_tokenizer):
         obs, rewards, terminated, truncated, infos = vec.step(np.array([100, 200, smollm_tokenizer.eos_token_id]))
         if step == 0:
             assert terminated.tolist() == [False, False, True] and infos["_final_info"].tolist() == [False, False, True]
-            assert infos["final_info"][2]["generation"] == ""
-    assert truncated[:2].all() and infos["final_info"][0]["num_tokens"] == 3
+            assert infos["final_info"]["generation"][2] == ""
+    assert truncated[:2].all() and infos["final_info"]["num_tokens"][0] == 3
 
 
 def test_bad_actions_and_misuse(smollm_tokenizer):

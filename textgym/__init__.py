@@ -32,7 +32,9 @@ ENVS: tuple[EnvInfo, ...] = tuple(
 
 for _env in ENVS:
     if _env.env_id not in registry:
-        register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset})
+        # gym.make_vec(id, num_envs=N) -> the batched env (textgym.gym_vector); "sync"/"async" stay Gymnasium's.
+        register(id=_env.env_id, entry_point=_env.entry_point, kwargs={"dataset": _env.dataset},
+                 vector_entry_point=f"textgym.gym_vector:{_env.family}_vector_env")
 
 
 def check_env_id(env_id: object) -> str:
@@ -63,7 +65,7 @@ def check_env_id(env_id: object) -> str:
 def __getattr__(name: str):
     # make_vec pulls in torch and SB3: import it on first use, keeping `import textgym` cheap.
     if name == "make_vec":
-        from textgym.vector import make_vec
+        from textgym.gym_vector import make_vec
 
         return make_vec
     raise AttributeError(f"module 'textgym' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 The prompts are tokenized once per sample, the generated tokens are written in place, EOS and
 length flags are tensors, and the finished texts are decoded and scored in one batched reward call
 per step. It implements SB3's ``VecEnv`` (auto-reset in the same step, ``terminal_observation`` in
-``info``); :class:`GymTokenVectorEnv` exposes the same engine as a Gymnasium ``VectorEnv``.
+``info``); :class:`textgym.gym_vector.GymTokenVectorEnv` exposes the same engine as a Gymnasium ``VectorEnv``.
 
 Each of the N environments behaves exactly like a :class:`textgym.core.TextEnv` seeded with
 ``seed + i`` (tested): same samples in the same order, same observations, rewards and infos.
@@ -11,6 +11,7 @@ Each of the N environments behaves exactly like a :class:`textgym.core.TextEnv` 
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -36,6 +37,11 @@ class TokenVecEnv(VecEnv):
         input_ids, attention_mask: ``(N, L)`` int64 tensors on ``device``: the current observations.
         num_generated: ``(N,)`` tokens generated so far (EOS not counted).
         finished: ``(N,)`` bool, set when an episode ended and the env was not reset yet.
+        episode_recorders: Called as ``recorder(i, info, episode_return, length)`` for each episode end
+            that :meth:`step_infos` reports with episode statistics, in order (a later one may overwrite
+            ``info["episode"]``): the bookkeeping of wrappers this env stands in for (``agents.envs``).
+        reward_normalizer: ``None``, or ``(rewards (N, T), step_mask (N, T)) -> scaled rewards`` that the
+            fast path applies to each rollout's rewards (a ``VecNormalize`` this env stands in for).
     """
 
     def __init__(self, env: TextEnv, num_envs: int, device: str | torch.device = "auto") -> None:
@@ -69,6 +75,9 @@ class TokenVecEnv(VecEnv):
         self._prompt_cache: dict[int, tuple[torch.Tensor, str]] = {}
         self._actions: torch.Tensor | None = None
         self._started = False
+        self._episode_starts = [0.0] * n  # time.perf_counter() at each env's last reset
+        self.episode_recorders: list[Any] = []
+        self.reward_normalizer: Any = None
         super().__init__(n, env.observation_space, env.action_space)
 
     # --- per-env episode starts ----------------------------------------------------------
@@ -104,7 +113,12 @@ class TokenVecEnv(VecEnv):
         self.finished[i] = False
         self._last_score[i] = 0.0
         self._started = True
+        self._episode_starts[i] = time.perf_counter()
         return self._reset_info(i)
+
+    def episode_start_time(self, i: int) -> float:
+        """When env ``i``'s current (or last) episode began, in ``time.perf_counter()`` seconds."""
+        return self._episode_starts[i]
 
     def _restart_group(self, group: int) -> None:
         k = self.group_size
@@ -269,7 +283,7 @@ class TokenVecEnv(VecEnv):
         return [t.strip() for t in self.env.tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
     def step_infos(self, final_infos: dict[int, dict[str, Any]], truncated: np.ndarray,
-                   episodes: tuple[np.ndarray, np.ndarray] | None = None,
+                   episodes: tuple[np.ndarray, ...] | None = None,
                    rows: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
         """SB3-style infos of one step: ``{}`` for the envs still running; for those in ``final_infos``
         their final info plus ``terminal_observation`` (their rows now) and ``TimeLimit.truncated``.
@@ -277,7 +291,9 @@ class TokenVecEnv(VecEnv):
         Args:
             final_infos: ``{env index: final info}`` of the episodes that ended at this step (updated in place).
             truncated: ``(N,)`` bool, which of them hit the length limit.
-            episodes: ``(returns (N,), lengths (N,))``: also add SB3 Monitor's ``episode`` entry.
+            episodes: ``(returns (N,), lengths (N,))``: also add SB3 Monitor's ``episode`` entry (and
+                call :attr:`episode_recorders`); a third array ``(N,)``: the returns of the rescaled rewards,
+                for the recorders whose ``sees_scaled_rewards`` is True (wrappers above a reward scaling).
             rows: A host copy of :meth:`observations` to take the terminal observations from
                 (default: copy the ended rows from the device).
         """
@@ -288,6 +304,9 @@ class TokenVecEnv(VecEnv):
             for k, (i, info) in enumerate(final_infos.items()):
                 if episodes is not None:
                     info["episode"] = {"r": float(episodes[0][i]), "l": int(episodes[1][i])}
+                    for record in self.episode_recorders:
+                        scaled = getattr(record, "sees_scaled_rewards", False) and len(episodes) > 2
+                        record(i, info, float(episodes[2 if scaled else 0][i]), int(episodes[1][i]))
                 info["terminal_observation"] = {key: value[k] for key, value in terminal.items()}
                 info["TimeLimit.truncated"] = bool(truncated[i])
                 infos[i] = info
@@ -342,61 +361,3 @@ class TokenVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
-
-
-class GymTokenVectorEnv(gym.vector.VectorEnv):
-    """The TokenVecEnv engine behind Gymnasium's ``VectorEnv`` API (auto-reset in the same step).
-
-    Finished episodes are reset within the step; their last observation and info are in
-    ``infos["final_obs"]`` / ``infos["final_info"]`` with the masks ``"_final_obs"`` / ``"_final_info"``.
-    """
-
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
-
-    def __init__(self, env: TextEnv, num_envs: int, device: str | torch.device = "auto") -> None:
-        self.engine = TokenVecEnv(env, num_envs, device)
-        self.num_envs = num_envs
-        self.single_observation_space = self.engine.observation_space
-        self.single_action_space = self.engine.action_space
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-
-    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
-        seeds = list(seed) if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
-                                                                     for i in range(self.num_envs)]
-        infos = [self.engine.reset_env(i, seeds[i], options) for i in range(self.num_envs)]
-        return self.engine.observations(), {"reset_info": np.array(infos, dtype=object)}
-
-    def step(self, actions: Any):
-        self.engine.step_async(np.asarray(actions))
-        obs, rewards, terminated, truncated, infos = self.engine.step_with_flags()
-        dones = terminated | truncated
-        out: dict[str, Any] = {}
-        if dones.any():
-            out["final_obs"] = np.array([i.pop("terminal_observation", None) for i in infos], dtype=object)
-            out["final_info"] = np.array([i or None for i in infos], dtype=object)
-            out["_final_obs"] = out["_final_info"] = dones.copy()
-        return obs, rewards, terminated, truncated, out
-
-    def close(self, **kwargs: Any) -> None:
-        self.engine.close()
-
-
-def make_vec(env_id: str, num_envs: int = 8, device: str | torch.device = "auto", *,
-             api: str = "sb3", **kwargs: Any) -> TokenVecEnv | GymTokenVectorEnv:
-    """Build a batched env from any registered textgym id.
-
-    Args:
-        env_id: e.g. ``"textgym/SAMSum-v0"``.
-        num_envs: Parallel episodes.
-        device: Where the token tensors live (``"auto"``: CUDA when available).
-        api: ``"sb3"`` for SB3's VecEnv (what ``agents.PPO``/``A2C`` use), ``"gymnasium"`` for a
-            Gymnasium ``VectorEnv``.
-        **kwargs: The id's keyword arguments (``split``, ``data_dir``, ``reward``, ...).
-    """
-    env = gym.make(env_id, **kwargs).unwrapped
-    if api == "sb3":
-        return TokenVecEnv(env, num_envs, device)
-    if api == "gymnasium":
-        return GymTokenVectorEnv(env, num_envs, device)
-    raise ValueError(f"api must be 'sb3' or 'gymnasium', got {api!r}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from textgym.io import atomic_dir, read_json
-from textgym.rewards.learned import (
+from textgym.rewards.scoring import (
     DEFAULT_ENCODER,
     RM_CONFIG_FILE,
     RM_HEAD_FILE,
