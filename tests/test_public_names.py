@@ -14,8 +14,8 @@ PUBLIC = {
         "RewardModel", "RougeReward", "WeightedReward", "available_reward_prefixes", "available_rewards", "bleu",
         "chrf", "make_reward", "register_reward", "register_reward_prefix", "repetition_rate", "rouge1", "rouge2",
         "rougeL", "rougeLsum", "score_and_components", "score_components"},
-    "agents": {"A2C", "A2CConfig", "ALGORITHMS", "GRPO", "GRPOConfig", "PPO", "PPOConfig", "RLOO", "RLOOConfig",
-               "TransformerPolicy"},
+    "agents": {"A2C", "A2CConfig", "ALGORITHMS", "GRPO", "GRPOConfig", "NLPO", "NLPOConfig", "PPO", "PPOConfig",
+               "RLOO", "RLOOConfig", "TransformerPolicy"},
 }
 
 
