@@ -313,7 +313,7 @@ class TextEnv(gym.Env):
             self._generated.append(token)
         self._done = terminated or truncated
         rewards, last, finals = self.score_step([self.prompt_text()], lambda _: [self.generation_text()],
-                                                [list(self._sample.references)], np.array([self._done]),
+                                                [sample_references(self._sample)], np.array([self._done]),
                                                 np.array([self._last_score]))
         self._last_score = float(last[0])
         info = self._final_info(*finals[0]) if self._done else {}
