@@ -15,7 +15,7 @@ else:  # imported by python benchmarks/leaderboard.py, whose folder is first on 
     from leaderboard_suite import METHODS
 
 # Task metrics, then the quality guards; a table shows the columns that some of its records have.
-COLUMNS = ("sentiment", "bleu", "rougeL", "rouge1", "rouge2", "mean_tokens", "distinct_1", "distinct_2",
+COLUMNS = ("sentiment", "dialogue_act_acc", "dialogue_act", "bleu", "rougeL", "rouge1", "rouge2", "mean_tokens", "distinct_1", "distinct_2",
            "repetition", "perplexity")
 Record = dict[str, Any]
 
@@ -168,8 +168,9 @@ def update_readme(records_dir: Path, readme: Path, plots_prefix: str = "benchmar
             group = [r for r in suite_records if r["task"] == task]
             signature = Counter(r["metric_signature"] for r in group).most_common(1)[0][0]
             group = [r for r in group if r["metric_signature"] == signature]
-            lines += [f"**{task}** (`{signature}`)", "", *table(group), "",
-                      f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
+            lines += [f"**{task}** (`{signature}`)", "", *table(group), ""]
+            if any(r.get("curve") for r in group):  # zero-shot alone draws no plot
+                lines += [f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
         head, _, rest = text.partition(start)
         _, _, tail = rest.partition(end)
         text = head + start + "\n" + "\n".join(lines) + end + tail

@@ -161,6 +161,13 @@ class DialogueActReward:
         self.name = "dialogue_act_acc" if accuracy else "dialogue_act"
         load_act_weights(self.path)  # fail now, not at the first episode end
 
+    @property
+    def signature(self) -> str:
+        """Which model scored: its hash size and the CRC-32 of its weights file (records keep it beside sacrebleu's)."""
+        _, _, meta = load_act_weights(self.path)
+        crc = zlib.crc32(Path(self.path).read_bytes())
+        return f"dialogue-act-ngram|bits:{meta['bits']}|crc32:{crc:08x}"
+
     def probabilities(self, texts: Sequence[str]) -> Any:
         """``(N, 4)`` act probabilities of each text, in the order of :data:`ACTS`."""
         import numpy as np
