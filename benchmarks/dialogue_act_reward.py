@@ -158,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="data folder (default: $TEXTGYM_DATA_DIR)")
     parser.add_argument("--out", default=None, help="output .npz (default: the packaged weights)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dev dialogues (default: %(default)s)")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many train and held-out items (quick runs)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most this many train and held-out items (quick runs)")
     args = parser.parse_args(argv)
     metrics = build(args.data_dir, args.out, seed=args.seed, limit=args.limit)
     from textgym.data import load_samples
