@@ -15,7 +15,8 @@ else:  # imported by python benchmarks/leaderboard.py, whose folder is first on 
     from leaderboard_suite import METHODS
 
 # Task metrics, then the quality guards; a table shows the columns that some of its records have.
-COLUMNS = ("sentiment", "bleu", "rougeL", "rouge1", "rouge2", "mean_tokens", "distinct_1", "distinct_2",
+COLUMNS = ("sentiment", "dialogue_act_acc", "dialogue_act", "bleu", "rougeL", "rouge1", "rouge2", "mean_tokens",
+           "distinct_1", "distinct_2",
            "repetition", "perplexity")
 Record = dict[str, Any]
 
@@ -109,7 +110,9 @@ def render(records_dir: Path, out: Path, plots_dir: Path) -> Path:
              "`benchmarks/records/` (one per run). Held-out metrics, greedy decoding, mean ± sample std over "
              "seeds; `perplexity` is that of the outputs under the base model; `repetition` is the mean share "
              "of an output's word trigrams that repeat an earlier one in it; `sentiment` is IMDB-v0's "
-             "positive-sentiment probability; `train s` is training time "
+             "positive-sentiment probability; `dialogue_act` is DailyDialog-v0's probability of the reference "
+             "turn's act under the packaged act model and `dialogue_act_acc` the share of replies whose most likely act is it; "
+             "`train s` is training time "
              "without evaluation, `wall s` the whole run with its evaluation; `rollout tok/s` is generated tokens per second of the rollout phase (sampling "
              "plus the reference and value passes). Records "
              "whose metric signature differs are listed apart, never averaged together; so are runs on different "
@@ -168,8 +171,9 @@ def update_readme(records_dir: Path, readme: Path, plots_prefix: str = "benchmar
             group = [r for r in suite_records if r["task"] == task]
             signature = Counter(r["metric_signature"] for r in group).most_common(1)[0][0]
             group = [r for r in group if r["metric_signature"] == signature]
-            lines += [f"**{task}** (`{signature}`)", "", *table(group), "",
-                      f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
+            lines += [f"**{task}** (`{signature}`)", "", *table(group), ""]
+            if any(r.get("curve") for r in group):  # zero-shot alone draws no plot
+                lines += [f"![learning curves]({plots_prefix}/{suite}__{task.split('/')[-1]}.png)", ""]
         head, _, rest = text.partition(start)
         _, _, tail = rest.partition(end)
         text = head + start + "\n" + "\n".join(lines) + end + tail

@@ -46,6 +46,8 @@ SWAPS: list[tuple[str, str]] = [
     # rebuilding the packaged sentiment model: a small budget, written to the scratch folder (never
     # over the packaged file)
     (r"(textgym rlhf build-sentiment\b[^\n#]*?)(\s*#|\n)", r"\1 --limit 100 --out sentiment-test.npz\2"),
+    # the same for the packaged dialogue-act model
+    (r"(benchmarks/dialogue_act_reward\.py\b[^\n#]*?)(\s*#|\n)", r"\1 --limit 300 --out acts-test.npz\2"),
 ]
 
 

@@ -215,11 +215,13 @@ def test_cpu_suite_trains_and_evaluates_on_disjoint_slices(data_dir):
 
     jobs = plan(load_suite("cpu"))
     runs = [r for job in jobs for r in job.runs if r.record]
-    assert {r.task for r in runs} == {"textgym/IMDB-v0", "textgym/CommonGen-v0", "textgym/SAMSum-v0"}
+    assert {r.task for r in runs} == {"textgym/IMDB-v0", "textgym/CommonGen-v0", "textgym/SAMSum-v0",
+                                      "textgym/DailyDialog-v0"}
     assert sorted(r.seed for r in runs if r.method == "ppo" and r.task == "textgym/SAMSum-v0") == [0, 1, 2]
     assert all(len([r for r in runs if r.method == m and r.task == "textgym/IMDB-v0"]) == 1
                for m in ("zero-shot", "sft", "a2c", "sft+ppo"))
-    dataset = {"textgym/IMDB-v0": "imdb", "textgym/CommonGen-v0": "commongen", "textgym/SAMSum-v0": "samsum"}
+    dataset = {"textgym/IMDB-v0": "imdb", "textgym/CommonGen-v0": "commongen", "textgym/SAMSum-v0": "samsum",
+               "textgym/DailyDialog-v0": "dailydialog"}
     for task in dataset:
         config = next(r.config for r in runs if r.task == task and r.method == "ppo")
         train = load_samples(dataset[task], config["env"]["train_split"], data_dir)
@@ -247,7 +249,9 @@ def test_cpu_suite_smoke_with_a_tiny_model(tiny_model, tmp_path, data_dir, monke
             "--no-render"]
     assert leaderboard.main(args) == 0
     records = load_records(tmp_path / "records")
-    assert len(records) == 3
+    assert len(records) == 4
+    dialogue = next(r for r in records if r["task"] == "textgym/DailyDialog-v0")
+    assert {"dialogue_act", "dialogue_act_acc", "rougeL", "repetition"} <= set(dialogue["test_metrics"])
     imdb = [r for r in records if r["task"] == "textgym/IMDB-v0"]
     assert all({"sentiment", "repetition", "perplexity"} <= set(r["test_metrics"]) for r in imdb)
     assert all("eval=train[90%:]:2" in r["metric_signature"] for r in imdb)

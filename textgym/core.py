@@ -14,7 +14,7 @@ from textgym.data.base import Sample
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
 from textgym.rewards import make_reward, score_and_components
-from textgym.rewards.base import check_scores
+from textgym.rewards.base import References, check_scores, sample_fields_needed
 
 
 
@@ -129,6 +129,39 @@ def score_episodes(
     return total, metrics
 
 
+def sample_references(sample: Sample) -> References:
+    """One item's references as the rewards get them: its reference strings, with its ``meta`` as ``fields``."""
+    return References(sample.references, sample.meta)
+
+
+def samples_with_fields(samples: Sequence[Sample], rewards: Sequence[Any]) -> list[Sample]:
+    """The samples that carry every field the rewards read (``sample_fields``), as a new list.
+
+    Samples without one are left out with a logged warning (DailyDialog has train turns without an
+    act label); a task none of whose samples has it is refused.
+
+    Raises:
+        ValueError: No sample has every needed field.
+    """
+    needed = sorted(set().union(*(sample_fields_needed(fn) for fn in rewards)))
+    if not needed:
+        return list(samples)
+    has = [all(s.meta.get(name) is not None for name in needed) for s in samples]
+    kept = [s for s, ok in zip(samples, has) if ok]
+    if not kept:
+        names = ", ".join(repr(fn.name) for fn in rewards if sample_fields_needed(fn))
+        raise ValueError(f"reward {names} needs the sample field(s) {needed}, which no sample of this task has "
+                         f"(sample {samples[0].id!r} has {sorted(samples[0].meta)}); use a task whose samples "
+                         "carry them (the dialogue act: textgym/DailyDialog-v0) or another reward")
+    if len(kept) < len(samples):
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "left out %d of %d samples without the field(s) %s that the reward needs (e.g. %r)",
+            len(samples) - len(kept), len(samples), needed, samples[has.index(False)].id)
+    return kept
+
+
 class TextEnv(gym.Env):
     """A language model writes a reply to a prompt one token at a time.
 
@@ -201,11 +234,11 @@ class TextEnv(gym.Env):
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.samples = list(samples)
         self.tokenizer = load_tokenizer(tokenizer)
         self.eos_token_id, self.pad_token_id = special_token_ids(self.tokenizer)
         self.reward_fn = make_reward(reward)
         self.metric_fns = {name: make_reward(name) for name in metrics}
+        self.samples = samples_with_fields(samples, (self.reward_fn, *self.metric_fns.values()))
         self.reward_mode = reward_mode
         self.max_prompt_length = _check_length("max_prompt_length", max_prompt_length)
         self.max_new_tokens = _check_length("max_new_tokens", max_new_tokens)
@@ -280,7 +313,7 @@ class TextEnv(gym.Env):
             self._generated.append(token)
         self._done = terminated or truncated
         rewards, last, finals = self.score_step([self.prompt_text()], lambda _: [self.generation_text()],
-                                                [list(self._sample.references)], np.array([self._done]),
+                                                [sample_references(self._sample)], np.array([self._done]),
                                                 np.array([self._last_score]))
         self._last_score = float(last[0])
         info = self._final_info(*finals[0]) if self._done else {}
@@ -348,7 +381,7 @@ class TextEnv(gym.Env):
             "sample_id": self._sample.id,
             "source": self._sample.source,
             "prompt_text": self.prompt_text(),
-            "references": list(self._sample.references),
+            "references": sample_references(self._sample),
             **({"group": self._group} if self.group_size > 1 else {}),
         }
 

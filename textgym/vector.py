@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from textgym.devices import resolve_device
 from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_options, check_sample_index,
-                          episode_flags)
+                          episode_flags, sample_references)
 
 
 class TokenVecEnv(VecEnv):
@@ -142,7 +142,7 @@ class TokenVecEnv(VecEnv):
         sample = self.env.samples[self._sample_index[i]]
         group = {"group": i // self.group_size} if self.group_size > 1 else {}
         return {"sample_id": sample.id, "source": sample.source, "prompt_text": self.prompt(self._sample_index[i])[1],
-                "references": list(sample.references), **group}
+                "references": sample_references(sample), **group}
 
     def seed_next_reset(self, seeds: Sequence[int | None], options: Sequence[dict[str, Any] | None] | None = None) -> None:
         """Seeds (and reset options) per env for the next :meth:`reset`, as SB3's ``seed``/``set_options`` hold them.

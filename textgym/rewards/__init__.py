@@ -1,7 +1,9 @@
 """Rewards: pure batched callables ``(prompts, generations, references) -> list[float]``.
 
 Metric rewards (BLEU, chrF, ROUGE) live in :mod:`textgym.rewards.overlap`, the repetition penalty
-(``"repetition"``, mix it in with a negative weight) in :mod:`textgym.rewards.quality`, weighted mixes in
+(``"repetition"``, mix it in with a negative weight) in :mod:`textgym.rewards.quality`, the packaged
+NumPy-only models (``"sentiment"``, ``"dialogue_act"``) in :mod:`textgym.rewards.sentiment` and
+:mod:`textgym.rewards.dialogue_act`, weighted mixes in
 :mod:`textgym.rewards.combine`, and spec resolution (``"bleu"``, ``{"bleu": 1.0, "rougeL": 0.5}``,
 ``"rm:/path"``) in :mod:`textgym.rewards.registry`. The learned rewards (:class:`ClassifierReward`,
 :class:`EmbeddingSimilarityReward` in :mod:`textgym.rewards.learned`, :class:`RewardModel` in
@@ -11,7 +13,7 @@ and rouge-score are imported at the first score, the learned rewards' modules at
 
 from typing import Any
 
-from textgym.rewards.base import RewardFn
+from textgym.rewards.base import References, RewardFn
 from textgym.rewards.combine import WeightedReward, score_and_components, score_components
 from textgym.rewards.overlap import (
     BLEUReward,
@@ -51,6 +53,7 @@ __all__ = [
     "CHRFReward",
     "ClassifierReward",
     "EmbeddingSimilarityReward",
+    "References",
     "RepetitionPenalty",
     "RewardFn",
     "RewardModel",

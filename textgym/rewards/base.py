@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 
 @runtime_checkable
@@ -11,6 +11,10 @@ class RewardFn(Protocol):
 
     Called with equally long sequences of prompts, generations and reference lists; returns one
     float per item. Implementations must not keep state between calls that changes results.
+
+    The envs pass each item's references as a :class:`References` list, whose ``fields`` hold the
+    sample's labels; a reward that needs one names it in a ``sample_fields`` tuple attribute, and an
+    env whose samples lack it drops those samples (or refuses a task that has none).
     """
 
     name: str
@@ -21,6 +25,45 @@ class RewardFn(Protocol):
         generations: Sequence[str],
         references: Sequence[Sequence[str]],
     ) -> list[float]: ...
+
+
+class References(list):
+    """The reference strings of one item, with the sample's labelled fields (``fields``).
+
+    A plain list to every reward that reads only the texts; a reward that needs a label of the
+    reference, such as DailyDialog's dialogue act, reads it from ``fields`` (a copy of the sample's
+    ``meta``). The envs hand each item's references to rewards in this form, so that the
+    ``(prompts, generations, references)`` signature stays the same for every reward.
+
+    Args:
+        texts: The reference strings.
+        fields: The sample's fields (``{"act": 2, "emotion": 0, ...}``).
+
+    Example:
+        >>> refs = References(["Why not? See."], {"act": 1})
+        >>> refs == ["Why not? See."], refs.fields["act"]
+        (True, 1)
+    """
+
+    def __init__(self, texts: Iterable[str] = (), fields: Mapping[str, Any] | None = None) -> None:
+        super().__init__(texts)
+        self.fields: dict[str, Any] = dict(fields or {})
+
+    def __repr__(self) -> str:
+        return f"References({list(self)!r}, {self.fields!r})"
+
+
+def sample_fields_needed(reward: object) -> set[str]:
+    """The sample fields a reward (or any component of a weighted mix) reads from ``References.fields``.
+
+    A reward declares them in a ``sample_fields`` attribute (a tuple of names); most need none.
+
+    Example:
+        >>> sample_fields_needed(lambda p, g, r: [0.0] * len(g))
+        set()
+    """
+    parts = getattr(reward, "components", {"": reward}).values()
+    return {name for part in parts for name in getattr(part, "sample_fields", ())}
 
 
 def check_scores(name: str, scores: object, n: int) -> list[float]:

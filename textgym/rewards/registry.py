@@ -89,8 +89,8 @@ def available_rewards() -> list[str]:
     """The registered plain reward names, sorted.
 
     Example:
-        >>> available_rewards()[:7]
-        ['bleu', 'chrf', 'repetition', 'rouge1', 'rouge2', 'rougeL', 'rougeLsum']
+        >>> available_rewards()[:4]
+        ['bleu', 'chrf', 'dialogue_act', 'dialogue_act_acc']
     """
     return sorted(_NAMED)
 
@@ -185,6 +185,21 @@ def _sentiment() -> RewardFn:
 
 
 register_reward("sentiment", _sentiment)
+
+
+def _dialogue_act(accuracy: bool) -> Callable[[], RewardFn]:
+    """The packaged dialogue-act model (NumPy only; loaded on first use): probability or 0/1 accuracy."""
+
+    def factory() -> RewardFn:
+        from textgym.rewards.dialogue_act import DialogueActReward
+
+        return DialogueActReward(accuracy=accuracy)
+
+    return factory
+
+
+register_reward("dialogue_act", _dialogue_act(False))
+register_reward("dialogue_act_acc", _dialogue_act(True))
 
 
 def _learned(attr: str) -> Callable[[str], RewardFn]:
