@@ -81,7 +81,7 @@ def test_dailydialog_env_pays_the_act_reward_from_the_sample(smollm_tokenizer):
 
 
 def test_vector_env_gets_the_act_too(smollm_tokenizer):
-    from textgym.vector import make_vec
+    from textgym import make_vec
 
     question = smollm_tokenizer("Why?", add_special_tokens=False)["input_ids"]
     for act, paid in ((2, lambda r: r > 0.5), (3, lambda r: r < 0.5)):  # "Why?" asks: question, not directive
