@@ -154,7 +154,27 @@ def _forward(trunk: nn.Module, ids: th.Tensor, mask: th.Tensor | None, positions
     return out.last_hidden_state[:, -1], out[_CACHE]
 
 
-def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker: ActionMasker | None = None) -> _Steps:
+def _prefill(models: list[nn.Module], ids: th.Tensor, mask: th.Tensor, group_size: int) -> list[tuple[th.Tensor, Any]]:
+    """Each model's prefill of the prompts ``(N, P)``: last hidden state ``(N, H)`` and KV cache.
+
+    When the ``k = group_size`` consecutive rows of every group hold the same prompt (a grouped env), each
+    prompt is encoded once and its cache copied to the group's rows: the same numbers for ``1/k`` of the
+    work. Rows that differ (checked, one host sync) are all encoded.
+    """
+    n = ids.shape[0]
+    if group_size > 1 and n % group_size == 0:
+        groups = ids.view(n // group_size, group_size, -1)
+        if bool((groups == groups[:, :1]).all()):
+            lead = slice(None, None, group_size)
+            states = [_forward(m, ids[lead], mask[lead], position_ids(mask[lead])) for m in models]
+            for _, cache in states:
+                cache.batch_repeat_interleave(group_size)
+            return [(hidden.repeat_interleave(group_size, 0), cache) for hidden, cache in states]
+    return [_forward(m, ids, mask, position_ids(mask)) for m in models]
+
+
+def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker: ActionMasker | None = None,
+            share_prefill: bool = True) -> _Steps:
     """Prefill the prompts, then sample one token per env per step with a KV cache until all finish.
 
     No host sync per token: sampling skips argument checks, the env's transition stays on the device,
@@ -162,6 +182,7 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker:
     lockstep (its own cache) and each step samples only among the tokens it allows (NLPO).
     """
     n, prompt_len, horizon, device = venv.num_envs, venv.prompt_length, venv.max_new_tokens, venv.device
+    group_size = getattr(venv, "group_size", 1)
     zeros = th.zeros((n, horizon), device=device)
     steps = _Steps(th.full((n, horizon), venv.pad_token_id, dtype=th.long, device=device),
                    th.zeros((n, horizon), dtype=th.long, device=device),
@@ -173,7 +194,7 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker:
     padded = not bool(mask.all())  # one sync per rollout: without padding the decode steps need no mask
     models = [trunk] if masker is None else [trunk, masker.trunk]  # the masker decodes beside the policy
     with policy.autocast():
-        states = [_forward(m, venv.input_ids[:, start:prompt_len], mask, position_ids(mask)) for m in models]
+        states = _prefill(models, venv.input_ids[:, start:prompt_len], mask, group_size if share_prefill else 1)
     (hidden, cache), next_position = states[0], mask.sum(-1, keepdim=True)  # (N, H), (N, 1)
     if masker is not None:
         steps.allowed = th.ones((n, horizon, policy.n_actions), dtype=th.bool, device=device)  # (N, T, V)
@@ -203,7 +224,8 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker:
 
 @th.no_grad()
 def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | None = None, *,
-                      masker: ActionMasker | None = None, check_lag: int | None = None) -> EpisodeBatch | None:
+                      masker: ActionMasker | None = None, share_prefill: bool = True,
+                      check_lag: int | None = None) -> EpisodeBatch | None:
     """Run one episode in each of the ``N`` envs of a TokenVecEnv, all in lockstep.
 
     One prefill forward of the prompts (without the columns that are padding in every row), then
@@ -227,12 +249,14 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
             returns False no later step is reported and ``None`` is returned.
         masker: Restricts each step's sampling to the tokens it allows (NLPO's top-p mask); the masks
             are kept in the batch (``allowed``) so that the update scores the same distributions.
+        share_prefill: With groups (``venv.group_size > 1``), encode each prompt once for its ``k`` envs
+            (see :func:`_prefill`); False encodes every row (benchmarks compare the two).
         check_lag: See :class:`EndWatch` (tests).
     """
     venv.reset_all()
     prompt_ids = venv.input_ids[:, : venv.prompt_length].clone()  # (N, P)
     prompt_mask = venv.attention_mask[:, : venv.prompt_length].clone()
-    steps = _decode(policy, venv, check_lag, masker)
+    steps = _decode(policy, venv, check_lag, masker, share_prefill)
     if steps.allowed is not None:  # steps after an episode's end allow everything: their pad token scores finitely
         steps.allowed |= ~steps.step_mask[..., None]
     step_mask = steps.step_mask.cpu().numpy()  # (N, T)

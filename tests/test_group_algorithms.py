@@ -194,3 +194,25 @@ def test_nlpo_saves_loads_and_needs_the_fast_path(tok, tmp_path):
         NLPO("TransformerPolicy", tiny_env(tok), fast_path=False, policy_kwargs=policy_kwargs(tok))
     with pytest.raises(ValueError, match=r"top_mask must be in \(0, 1\]"):
         NLPO("TransformerPolicy", env, top_mask=0.0, policy_kwargs=policy_kwargs(tok))
+
+
+def test_a_group_encodes_its_prompt_once_with_the_same_samples(tok):
+    from agents.policies import TransformerPolicy
+    from agents.rollout import generate_episodes
+
+    venv = TokenVecEnv(tiny_env(tok, max_new_tokens=5, group_size=4), 8, device="cpu")
+    policy = TransformerPolicy(venv.observation_space, venv.action_space, lambda _: 1e-4, **policy_kwargs(tok))
+    policy.set_training_mode(False)
+    calls = []
+    policy.lm.base_model.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["input_ids"].shape),
+                                               with_kwargs=True)
+    batches = []
+    for share in (True, False):
+        venv.reset_all(seed=11)  # the next reset (the rollout's) draws the same prompts both times
+        th.manual_seed(0)
+        calls.clear()
+        batches.append(generate_episodes(policy, venv, share_prefill=share))
+        assert calls[0][0] == (2 if share else 8)  # the prefill: one row per prompt, or one per env
+    shared, full = batches
+    assert th.equal(shared.tokens, full.tokens)
+    th.testing.assert_close(shared.log_probs, full.log_probs)
