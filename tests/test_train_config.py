@@ -35,7 +35,7 @@ def test_yaml_fills_nested_sections_and_keeps_other_defaults(tmp_path):
     ("num_envs: eight\n", r"num_envs: expected int, got 'eight'"),
     ("ppo:\n  n_epochs: 2.5\n", r"ppo.n_epochs: expected int"),
     ("progress_bar: 1\n", r"progress_bar: expected bool"),
-    ("algo: dqn\n", r"algo must be one of \['ppo', 'a2c', 'rloo', 'grpo', 'sft'\]"),
+    ("algo: dqn\n", r"algo must be one of \['ppo', 'a2c', 'rloo', 'grpo', 'nlpo', 'sft'\]"),
     ("num_envs: 0\n", r"num_envs must be >= 1"),
     ("ppo: 3\n", r"ppo: expected a mapping"),
     ("- a\n- b\n", r"top level must be a mapping"),
