@@ -41,6 +41,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from textgym.rewards.packaged import read_weights, write_weights
+
 __all__ = ["ACTS", "DIALOGUE_ACT_WEIGHTS", "DialogueActReward", "act_features", "act_index",
            "load_act_weights", "save_act_weights"]
 
@@ -93,8 +95,6 @@ def act_index(act: object) -> int:
 
 def save_act_weights(path: str | os.PathLike, weights: Any, bias: Any, meta: dict[str, Any]) -> Path:
     """Write ``weights`` ``(len(ACTS), 2**bits)`` as float16 with the bias ``(len(ACTS),)`` and metadata, atomically."""
-    import json
-
     import numpy as np
 
     weights, bias = np.asarray(weights, dtype=np.float16), np.asarray(bias, dtype=np.float32)
@@ -102,14 +102,9 @@ def save_act_weights(path: str | os.PathLike, weights: Any, bias: Any, meta: dic
     if weights.shape != (len(ACTS), 1 << bits) or bias.shape != (len(ACTS),):
         raise ValueError(f"weights must have shape ({len(ACTS)}, 2**bits) and bias ({len(ACTS)},), got "
                          f"{weights.shape} and {bias.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        np.savez_compressed(fh, weights=weights, bias=bias, meta=np.array(json.dumps({**meta, "acts": ACTS})))
-    os.replace(tmp, path)
+    write_weights(path, weights, bias, {**meta, "acts": ACTS})
     load_act_weights.cache_clear()
-    return path
+    return Path(path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -119,16 +114,7 @@ def load_act_weights(path: str | os.PathLike = DIALOGUE_ACT_WEIGHTS) -> tuple[An
     Raises:
         FileNotFoundError: No such file (the packaged one is missing from a broken install).
     """
-    import json
-
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dialogue-act weights {path} are missing; rebuild them with "
-                                "`python benchmarks/dialogue_act_reward.py --data-dir DIR` or reinstall textgym")
-    with np.load(path) as data:
-        return data["weights"].astype(np.float32), data["bias"].astype(np.float32), json.loads(str(data["meta"]))
+    return read_weights(path, "dialogue-act", "python benchmarks/dialogue_act_reward.py --data-dir DIR")
 
 
 def reference_act(references: Sequence[str], name: str) -> int:

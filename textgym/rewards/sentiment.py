@@ -31,6 +31,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
+from textgym.rewards.packaged import read_weights, write_weights
+
 __all__ = ["SENTIMENT_WEIGHTS", "SentimentReward", "load_sentiment_weights", "ngram_features", "save_sentiment_weights"]
 
 SENTIMENT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sentiment.npz"
@@ -51,22 +53,15 @@ def ngram_features(text: str, bits: int = 18) -> list[int]:
 
 def save_sentiment_weights(path: str | os.PathLike, weights: Any, bias: float, meta: dict[str, Any]) -> Path:
     """Write ``weights`` (length ``2**bits``) as float16 with the bias and metadata, atomically."""
-    import json
-
     import numpy as np
 
     weights = np.asarray(weights, dtype=np.float16)
     bits = int(weights.size).bit_length() - 1
     if weights.ndim != 1 or weights.size != 1 << bits:
         raise ValueError(f"weights must be a vector of length 2**bits, got shape {weights.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        np.savez_compressed(fh, weights=weights, bias=np.float32(bias), meta=np.array(json.dumps(meta)))
-    os.replace(tmp, path)
+    write_weights(path, weights, np.float32(bias), meta)
     load_sentiment_weights.cache_clear()
-    return path
+    return Path(path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,16 +71,8 @@ def load_sentiment_weights(path: str | os.PathLike = SENTIMENT_WEIGHTS) -> tuple
     Raises:
         FileNotFoundError: No such file (the packaged one is missing from a broken install).
     """
-    import json
-
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sentiment weights {path} are missing; rebuild them with "
-                                "`textgym rlhf build-sentiment --data-dir DIR` or reinstall textgym")
-    with np.load(path) as data:
-        return data["weights"].astype(np.float32), float(data["bias"]), json.loads(str(data["meta"]))
+    weights, bias, meta = read_weights(path, "sentiment", "textgym rlhf build-sentiment --data-dir DIR")
+    return weights, float(bias), meta
 
 
 class SentimentReward:
