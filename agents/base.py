@@ -377,7 +377,7 @@ class TextAlgorithm:
     def load(cls, path: Any, env: Any = None, device: Any = "auto", custom_objects: Any = None, **kwargs: Any):
         """SB3's ``load``, with the file checked first (see :func:`agents.checkpoints.check_agent_zip`)."""
         if isinstance(path, (str, os.PathLike)):
-            path = check_agent_zip(path, custom_objects)
+            path = check_agent_zip(path, custom_objects, algorithm=cls.__name__)
         return super().load(path, env=env, device=device, custom_objects=custom_objects, **kwargs)  # type: ignore[misc]
 
     def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False) -> None:
@@ -390,6 +390,7 @@ class TextAlgorithm:
         """
         policy = self.policy
         policy.save_reference = include_reference
+        self.text_algorithm = type(self).__name__  # the zip names its algorithm (textgym.filekinds reads it)
         self.reference_record = {**self.reference_record, "saved": not policy.reference_can_be_rebuilt()}
         try:
             if not isinstance(path, (str, os.PathLike)):

@@ -272,6 +272,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FileNotFoundError(f"config file {path} does not exist")
         import yaml
 
+        from textgym.filekinds import require
+
+        require(path, ("yaml", "json", "empty-file"), "config file", "a YAML config (a mapping of keys to values)")
+
         try:
             from textgym.io import read_text
 

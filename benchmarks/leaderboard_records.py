@@ -177,6 +177,20 @@ def load_records(records_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _check_source(source: Path) -> None:
+    """A file must be a record, a folder must not be a model, checkpoint or other textgym save."""
+    from textgym.filekinds import WrongFileError, identify, require
+
+    if source.is_file():
+        require(source, ("record",), "leaderboard merge", "a leaderboard record or a folder of them")
+        return
+    found = identify(source)
+    if found.kind not in ("records-folder", "folder", "run-folder") or not any(Path(source).rglob("*.json")):
+        opens = f"; open it with {found.opens.replace('PATH', str(source))}" if found.opens else ""
+        raise WrongFileError(f"leaderboard merge needs a folder of leaderboard records, but {source} is "
+                             f"{found.what}{opens}")
+
+
 def merge_records(sources: list[Path], records_dir: Path) -> tuple[int, int]:
     """Copy records from files or folders into ``records_dir``; ones already present (same run_id) are skipped."""
     present = {r["run_id"] for r in load_records(records_dir)} if Path(records_dir).exists() else set()
@@ -184,6 +198,7 @@ def merge_records(sources: list[Path], records_dir: Path) -> tuple[int, int]:
     for source in sources:
         if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
+        _check_source(source)
         for record in load_records(source) if source.is_dir() else [check_record(json.loads(source.read_text()),
                                                                                  str(source))]:
             if record["run_id"] in present:

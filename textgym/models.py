@@ -225,14 +225,120 @@ def load_causal_lm(spec: Any = None, *, dtype: Any = "fp32", **kwargs: Any):
     from transformers import AutoModelForCausalLM
 
     kwargs = {**_dtype_kwargs(as_torch_dtype(dtype)), **kwargs}  # a bad dtype fails before any download
-    where = resolve_model_path(spec)
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"model folder {where} has no config.json; save one with model.save_pretrained(folder)")
-    return _from_pretrained(AutoModelForCausalLM, where, spec or default_model(), "model", **kwargs)
+    return load_model(AutoModelForCausalLM, spec, what="model", **kwargs)
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
                     "spiece.model", "sentencepiece.bpe.model")
+
+
+#: Weights that textgym adds on purpose on top of a loaded model, so a load may report them as new
+#: (name prefixes, matched against transformers' missing keys). Everything else must come from the folder.
+ALLOWED_NEW_WEIGHTS: tuple[str, ...] = ("value_head.", "v_head.")
+
+#: What each loader class needs a folder to hold, for the error message.
+_EXPECTED = {
+    "AutoModelForCausalLM": "a causal language model (an ...ForCausalLM / ...LMHeadModel folder, e.g. a "
+                            "`textgym train` checkpoint or a hub LM)",
+    "AutoModelForSequenceClassification": "a sequence classifier (an ...ForSequenceClassification folder with "
+                                          "its trained classification head)",
+    "AutoModel": "a transformer encoder (any model folder; task heads are ignored)",
+}
+
+
+def describe_model_folder(folder: str | os.PathLike) -> str:
+    """What a model folder holds, from its ``config.json``: ``"BertModel (model_type 'bert')"``."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no readable config.json"
+    if not isinstance(config, dict):
+        return "a config.json that is not a JSON object"
+    archs = config.get("architectures") or ["no architecture recorded"]
+    return f"{', '.join(map(str, archs))} (model_type {config.get('model_type')!r})"
+
+
+def check_loading_info(info: dict[str, Any], where: Path | str, expected: str, what: str = "model",
+                       allowed: tuple[str, ...] = ALLOWED_NEW_WEIGHTS) -> None:
+    """Refuse a load whose weights transformers had to initialise fresh (other than ``allowed`` heads).
+
+    Args:
+        info: ``from_pretrained(..., output_loading_info=True)``'s second value.
+        where: The folder (or hub id) that was loaded.
+        expected: The loader class's name (a key of ``_EXPECTED``) or a description.
+        what: How the error names the model (``"reward model encoder"``, ``"classifier"``, ...).
+        allowed: Missing-key prefixes that are heads textgym adds itself.
+
+    Raises:
+        ValueError: Names the folder, what it holds, what was expected and the new weights.
+    """
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(allowed))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    if not missing and not mismatched:
+        return
+    holds = describe_model_folder(where) if isinstance(where, Path) else f"hub model {where!r}"
+    new = missing + mismatched
+    shown = ", ".join(new[:4]) + (f" (+{len(new) - 4} more)" if len(new) > 4 else "")
+    raise ValueError(f"{what} folder {where} holds {holds}, but {_EXPECTED.get(expected, expected)} was expected: "
+                     f"loading it would initialise {len(new)} weight(s) at random ({shown}); give a folder of the "
+                     "expected kind")
+
+
+def load_model(auto_cls: Any, spec: Any, *, what: str = "model", **kwargs: Any):
+    """Load a pretrained model through the one guard every textgym model load passes.
+
+    Args:
+        auto_cls: A transformers auto class (or its name, e.g. ``"AutoModelForSequenceClassification"``).
+        spec: A name or folder (see :func:`resolve_model_path`).
+        what: How errors name the model.
+        **kwargs: More ``from_pretrained`` arguments.
+
+    Raises:
+        ValueError: The folder lacks weights the class needs (see :func:`check_loading_info`), or is corrupt.
+        OSError / FileNotFoundError: The folder or hub id cannot be found.
+    """
+    if isinstance(auto_cls, str):
+        import transformers
+
+        auto_cls = getattr(transformers, auto_cls)
+    where = _model_source(spec, what)
+    if isinstance(where, Path):
+        _check_kind(where, auto_cls.__name__, what)
+    model, info = _from_pretrained(auto_cls, where, spec or default_model(), what, output_loading_info=True, **kwargs)
+    check_loading_info(info, where, auto_cls.__name__, what)
+    return model
+
+
+def _model_source(spec: Any, what: str) -> Path | str:
+    """``resolve_model_path(spec)``, refusing an existing file (a zip, a database...) that would go to the hub."""
+    path = Path(spec).expanduser() if isinstance(spec, (str, os.PathLike)) else None
+    if path is not None and path.is_file():
+        from textgym.filekinds import WrongFileError, identify
+
+        found = identify(path)
+        opens = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens else ""
+        raise WrongFileError(f"{what} needs a model folder or name, but {path} is {found.what}{opens}")
+    return resolve_model_path(spec)
+
+
+# Folder kinds (textgym.filekinds) that a loader class must not open even when no weight would be new.
+_REFUSED_KINDS = {"AutoModelForCausalLM": ("classifier", "reward-model"), "AutoModelForSequenceClassification": ()}
+
+
+def _check_kind(where: Path, cls_name: str, what: str) -> None:
+    """A folder without config.json, or one whose recorded architecture the class must not open, is refused."""
+    from textgym.filekinds import WrongFileError, identify
+
+    found = identify(where)
+    opens = f"; open it with {found.opens.replace('PATH', str(where))}" if found.opens else ""
+    if not (where / "config.json").is_file():
+        raise FileNotFoundError(f"{what} folder {where} has no config.json: it is {found.what}{opens}; "
+                                "a model folder is written by model.save_pretrained(folder)")
+    if found.kind in _REFUSED_KINDS.get(cls_name, ()):
+        raise WrongFileError(f"{what} folder {where} holds {found.what}, but {_EXPECTED.get(cls_name, cls_name)} "
+                             f"was expected{opens}")
 
 
 def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **kwargs: Any):
@@ -246,5 +352,8 @@ def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **k
                           f"{sorted(KNOWN_MODELS)}, and the Hugging Face hub could not provide it "
                           f"({' '.join(str(exc).split())[:160]})") from None
         raise OSError(f"{what} folder {where} cannot be loaded: {' '.join(str(exc).split())[:200]}") from None
-    except (ValueError, RuntimeError) as exc:  # corrupt or truncated weight/config files
+    except (ValueError, RuntimeError, KeyError) as exc:  # corrupt or truncated files, a class that cannot open it
+        if isinstance(where, Path) and (where / "config.json").is_file():
+            raise ValueError(f"{what} folder {where} holds {describe_model_folder(where)}, which "
+                             f"{auto_cls.__name__} cannot load: {' '.join(str(exc).split())[:200]}") from None
         raise ValueError(f"{what} {str(name)!r} ({where}) cannot be loaded: {' '.join(str(exc).split())[:200]}") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from textgym.io import atomic_dir, read_json
+from textgym.models import load_model
 from textgym.rewards.learned import (
     DEFAULT_ENCODER,
     RM_CONFIG_FILE,
@@ -96,7 +97,8 @@ class RewardModel(BatchedScorer):
             from transformers import AutoModel, AutoTokenizer
 
             path = resolve_encoder_path(self.config.encoder)
-            encoder, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+            encoder = load_model(AutoModel, path, what="reward model encoder")
+            tokenizer = AutoTokenizer.from_pretrained(path)
         elif tokenizer is None:
             raise TypeError("an encoder object needs its tokenizer: pass tokenizer=...")
         self.encoder, self.tokenizer = encoder.to(self.device).eval(), tokenizer
@@ -159,7 +161,7 @@ class RewardModel(BatchedScorer):
         if unknown:
             raise ValueError(f"{path / RM_CONFIG_FILE} has unknown keys {unknown}")
         config = RewardModelConfig(**data)
-        encoder = AutoModel.from_pretrained(path / "encoder")
+        encoder = load_model(AutoModel, path / "encoder", what="reward model encoder")
         tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
         head = _make_head(encoder.config.hidden_size, config.head_hidden)
         try:

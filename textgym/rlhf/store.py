@@ -136,6 +136,7 @@ class PreferenceStore:
         if self.path.is_dir():
             raise IsADirectoryError(f"preference store {self.path} is a folder; give an SQLite file name "
                                     "(e.g. preferences.sqlite)")
+        self._check_existing()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with closing(self._connect()) as con:
@@ -148,6 +149,23 @@ class PreferenceStore:
         except sqlite3.DatabaseError as err:
             raise ValueError(f"preference store {self.path} is not a textgym preference database ({err}); "
                              "give a new file name or one written by textgym rlhf") from None
+
+    def _check_existing(self) -> None:
+        """An existing file must be a textgym preference database (or empty), checked read-only before any write."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        from textgym.filekinds import require
+
+        require(self.path, ("sqlite",), "preference store", "an SQLite preference database (or a new file name)")
+        try:
+            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"preference store {self.path} is not a textgym preference database ({err}); "
+                             "give a new file name or one written by textgym rlhf") from None
+        if tables and not {"pairs", "answers"} <= tables:
+            raise ValueError(f"preference store {self.path} is an SQLite database of another program (tables "
+                             f"{sorted(tables)[:5]}), not a textgym preference store; use another file")
 
     def _check_schema(self, con: sqlite3.Connection) -> None:
         """A file that already had other tables named ``pairs`` / ``answers`` is refused now."""
@@ -222,6 +240,10 @@ class PreferenceStore:
         items, n_added = [], 0
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist or is not a file")
+        from textgym.filekinds import require
+
+        require(path, ("jsonl-preferences", "jsonl", "json", "empty-file"), "rlhf import",
+                "a JSONL file of {prompt, chosen, rejected} lines")
         with path.open("rb") as fh:
             for line_no, row in json_lines(_lines(fh, path), path):
                 missing = [k for k in ("prompt", "chosen", "rejected")
