@@ -53,7 +53,7 @@ def test_every_user_facing_loader_passes_the_guard(folders):
     from textgym.rewards import make_reward
     from textgym.rewards.reward_model import RewardModel, RewardModelConfig
 
-    with pytest.raises(ValueError, match="classifier folder .* holds BertModel"):
+    with pytest.raises(ValueError, match="classifier folder .* holds .*BertModel"):
         make_reward(f"classifier:{folders / 'encoder'}")
     with pytest.raises(ValueError, match="model folder .* holds .*BertForSequenceClassification"):
         from agents.policies import TransformerPolicy  # noqa: F401  (policy, reference, --model, --init: load_causal_lm)

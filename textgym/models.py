@@ -141,6 +141,11 @@ def resolve_model_path(name: str | os.PathLike | None = None) -> Path | str:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    if path.is_file():  # a zip, a database...: never sent to the hub as an id
+        what, opens = _found(path)
+        from textgym.filekinds import WrongFileError
+
+        raise WrongFileError(f"a model name or folder is needed, but {path} is {what}{opens}")
     alias = _ALIASES.get(str(name).lower())
     if alias is None:
         if str(name).startswith((".", "/", "~")):
@@ -168,8 +173,9 @@ def load_tokenizer(spec: Any = None):
 
     where = resolve_model_path(spec or default_model())
     if isinstance(where, Path) and not any((where / f).is_file() for f in _TOKENIZER_FILES):
-        raise FileNotFoundError(f"tokenizer folder {where} holds no tokenizer files (one of {list(_TOKENIZER_FILES)}); "
-                                "save one with tokenizer.save_pretrained(folder)")
+        what, opens = _found(where)
+        raise FileNotFoundError(f"tokenizer folder {where} holds no tokenizer files (one of {list(_TOKENIZER_FILES)}): "
+                                f"it is {what}{opens}; save a tokenizer with tokenizer.save_pretrained(folder)")
     return _from_pretrained(AutoTokenizer, where, spec or default_model(), "tokenizer")
 
 
@@ -246,18 +252,12 @@ _EXPECTED = {
 }
 
 
-def describe_model_folder(folder: str | os.PathLike) -> str:
-    """What a model folder holds, from its ``config.json``: ``"BertModel (model_type 'bert')"``."""
-    import json
+def _found(where: Path) -> tuple[str, str]:
+    """(what ``where`` is, "; open it with ...") from :func:`textgym.filekinds.identify`."""
+    from textgym.filekinds import identify
 
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "no readable config.json"
-    if not isinstance(config, dict):
-        return "a config.json that is not a JSON object"
-    archs = config.get("architectures") or ["no architecture recorded"]
-    return f"{', '.join(map(str, archs))} (model_type {config.get('model_type')!r})"
+    found = identify(where)
+    return found.what, (f"; open it with {found.opens.replace('PATH', str(where))}" if found.opens else "")
 
 
 def check_loading_info(info: dict[str, Any], where: Path | str, expected: str, what: str = "model",
@@ -278,12 +278,11 @@ def check_loading_info(info: dict[str, Any], where: Path | str, expected: str, w
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
     if not missing and not mismatched:
         return
-    holds = describe_model_folder(where) if isinstance(where, Path) else f"hub model {where!r}"
+    holds, opens = _found(where) if isinstance(where, Path) else (f"hub model {where!r}", "")
     new = missing + mismatched
     shown = ", ".join(new[:4]) + (f" (+{len(new) - 4} more)" if len(new) > 4 else "")
     raise ValueError(f"{what} folder {where} holds {holds}, but {_EXPECTED.get(expected, expected)} was expected: "
-                     f"loading it would initialise {len(new)} weight(s) at random ({shown}); give a folder of the "
-                     "expected kind")
+                     f"loading it would initialise {len(new)} weight(s) at random ({shown}){opens}")
 
 
 def load_model(auto_cls: Any, spec: Any, *, what: str = "model", **kwargs: Any):
@@ -303,7 +302,7 @@ def load_model(auto_cls: Any, spec: Any, *, what: str = "model", **kwargs: Any):
         import transformers
 
         auto_cls = getattr(transformers, auto_cls)
-    where = _model_source(spec, what)
+    where = resolve_model_path(spec)
     if isinstance(where, Path):
         _check_kind(where, auto_cls.__name__, what)
     model, info = _from_pretrained(auto_cls, where, spec or default_model(), what, output_loading_info=True, **kwargs)
@@ -311,20 +310,21 @@ def load_model(auto_cls: Any, spec: Any, *, what: str = "model", **kwargs: Any):
     return model
 
 
-def _model_source(spec: Any, what: str) -> Path | str:
-    """``resolve_model_path(spec)``, refusing an existing file (a zip, a database...) that would go to the hub."""
-    path = Path(spec).expanduser() if isinstance(spec, (str, os.PathLike)) else None
-    if path is not None and path.is_file():
-        from textgym.filekinds import WrongFileError, identify
-
-        found = identify(path)
-        opens = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens else ""
-        raise WrongFileError(f"{what} needs a model folder or name, but {path} is {found.what}{opens}")
-    return resolve_model_path(spec)
-
-
 # Folder kinds (textgym.filekinds) that a loader class must not open even when no weight would be new.
-_REFUSED_KINDS = {"AutoModelForCausalLM": ("classifier", "reward-model"), "AutoModelForSequenceClassification": ()}
+_REFUSED_KINDS = {"AutoModelForCausalLM": ("classifier", "reward-model", "encoder", "tokenizer"),
+                  "AutoModelForSequenceClassification": ()}
+
+
+def check_model_kind(spec: Any, what: str = "--model") -> None:
+    """Refuse early a local folder that is no causal LM (before a tokenizer or env is built from it).
+
+    Only the folder's recorded kind is checked here; the weights are checked when :func:`load_model` loads them.
+    """
+    if spec is None or not isinstance(spec, (str, os.PathLike)):
+        return
+    where = resolve_model_path(spec)
+    if isinstance(where, Path):
+        _check_kind(where, "AutoModelForCausalLM", what)
 
 
 def _check_kind(where: Path, cls_name: str, what: str) -> None:
@@ -354,6 +354,6 @@ def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **k
         raise OSError(f"{what} folder {where} cannot be loaded: {' '.join(str(exc).split())[:200]}") from None
     except (ValueError, RuntimeError, KeyError) as exc:  # corrupt or truncated files, a class that cannot open it
         if isinstance(where, Path) and (where / "config.json").is_file():
-            raise ValueError(f"{what} folder {where} holds {describe_model_folder(where)}, which "
+            raise ValueError(f"{what} folder {where} holds {_found(where)[0]}, which "
                              f"{auto_cls.__name__} cannot load: {' '.join(str(exc).split())[:200]}") from None
         raise ValueError(f"{what} {str(name)!r} ({where}) cannot be loaded: {' '.join(str(exc).split())[:200]}") from None

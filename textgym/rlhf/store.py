@@ -134,8 +134,10 @@ class PreferenceStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).expanduser()
         if self.path.is_dir():
-            raise IsADirectoryError(f"preference store {self.path} is a folder; give an SQLite file name "
-                                    "(e.g. preferences.sqlite)")
+            from textgym.filekinds import identify
+
+            raise IsADirectoryError(f"preference store {self.path} is a folder ({identify(self.path).what}); give an "
+                                    "SQLite file name (e.g. preferences.sqlite)")
         self._check_existing()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -238,10 +240,10 @@ class PreferenceStore:
         path = Path(path)
         who = annotator or f"{IMPORT_PREFIX}{path.name}"
         items, n_added = [], 0
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist or is not a file")
         from textgym.filekinds import require
 
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist or is not a file")
         require(path, ("jsonl-preferences", "jsonl", "json", "empty-file"), "rlhf import",
                 "a JSONL file of {prompt, chosen, rejected} lines")
         with path.open("rb") as fh:
