@@ -182,7 +182,7 @@ def _check_source(source: Path) -> None:
     from textgym.filekinds import WrongFileError, identify, require
 
     if source.is_file():
-        require(source, ("record",), "leaderboard merge", "a leaderboard record or a folder of them", strict=True)
+        require(source, ("record", "json"), "leaderboard merge", "a leaderboard record or a folder of them", strict=True)
         return
     found = identify(source)
     if found.kind not in ("records-folder", "folder", "run-folder") or not any(Path(source).rglob("*.json")):

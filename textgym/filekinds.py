@@ -205,4 +205,4 @@ def require(path: str | os.PathLike, accepted: Collection[str], opener: str, exp
     if not strict and found.kind in UNRECOGNISED:
         return found  # the loader's own parser names the line or byte that is wrong
     hint = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens else ""
-    raise WrongFileError(f"{opener} needs {expected}, but {path} is {found.what}{hint}")
+    raise WrongFileError(f"{opener}: {path} is {found.what}, not {expected}{hint}")

@@ -162,10 +162,12 @@ class PreferenceStore:
         try:
             with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)) as con:
                 tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables & {"pairs", "answers"}:
+                    self._check_schema(con)  # a table of the same name that is not textgym's
         except sqlite3.DatabaseError as err:
             raise ValueError(f"preference store {self.path} is not a textgym preference database ({err}); "
                              "give a new file name or one written by textgym rlhf") from None
-        if tables and not {"pairs", "answers"} <= tables:
+        if tables and not tables & {"pairs", "answers"}:
             raise ValueError(f"preference store {self.path} is an SQLite database of another program (tables "
                              f"{sorted(tables)[:5]}), not a textgym preference store; use another file")
 
