@@ -25,7 +25,7 @@ from agents.kl import KLStats, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
 from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
-from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_text_args
+from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_algo_kwargs, check_text_args
 from textgym.io import atomic_file
 from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
@@ -96,6 +96,7 @@ class TextAlgorithm:
         for name, value in {**self.sb3_defaults, **defaults}.items():
             if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
+        check_algo_kwargs(self.config_class, type(self).__name__, kwargs)  # before SB3's own asserts
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
         self.fast_path, self.threads = fast_path, check_threads(threads)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from textgym.io import atomic_dir, read_json
+from textgym.fieldtypes import check_field_types
 from textgym.models import load_model
 from textgym.rewards.learned import (
     DEFAULT_ENCODER,
@@ -54,6 +55,7 @@ class RewardModelConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.input not in ("generation", "pair"):
             raise ValueError(f"input must be 'generation' or 'pair', got {self.input!r}")
         if self.output not in ("probability", "score"):
