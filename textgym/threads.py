@@ -108,7 +108,7 @@ def parse_threads(text: str) -> int | str:
     if value < 1 or value > 4096:  # torch.set_num_threads takes a C int; no machine has more cores
         import argparse
 
-        raise argparse.ArgumentTypeError(f"must be an integer in [1, 4096] or 'auto', got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto' (at most 4096), got {text!r}")
     return value
 
 
