@@ -126,6 +126,10 @@ def make_text_env(env: Any, *, n_envs: int, env_kwargs: dict[str, Any] | None, f
         if n_envs != 1 or env_kwargs:
             raise ValueError("n_envs and env_kwargs apply only when env is an id such as 'textgym/CommonGen-v0'; "
                              f"got an env of type {type(env).__name__}")
+        if env is not None:
+            from agents.observations import check_text_space
+
+            check_text_space(env.observation_space, "a text algorithm")  # one error for any non-text env
         if env is None or not fast_path:
             return env
         venv, why = to_token_vec_env(env, device)

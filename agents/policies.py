@@ -13,6 +13,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from agents.logprobs import action_log_probs
+from agents.observations import check_text_space, check_token_obs
 from agents.lora import add_lora, check_lora, merged_lm
 from textgym.devices import supports_bf16
 from textgym.models import default_model, load_causal_lm, load_tokenizer
@@ -156,8 +157,7 @@ class TransformerPolicy(ActorCriticPolicy):
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"TransformerPolicy needs a Discrete token action space, got {action_space}")
-        if not isinstance(observation_space, spaces.Dict) or {"input_ids", "attention_mask"} - set(observation_space.spaces):
-            raise ValueError("TransformerPolicy needs Dict(input_ids, attention_mask) observations from a textgym env")
+        self.obs_length = check_text_space(observation_space)  # one error naming the expected space
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if top_k is not None and top_k < 1:
@@ -351,6 +351,7 @@ class TransformerPolicy(ActorCriticPolicy):
 
     def _last_hidden(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
         """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``."""
+        check_token_obs(obs, self.obs_length, self.lm.get_input_embeddings().num_embeddings)
         with self.autocast():
             actor = hidden_at_last_token(self.lm.base_model, obs)
             critic = actor if self.critic_trunk is None else hidden_at_last_token(self.critic_trunk, obs)

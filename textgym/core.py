@@ -31,6 +31,9 @@ def check_sample_index(index: Any, num_samples: int) -> int:
 
 
 def check_reset_options(options: Mapping[str, Any] | None) -> None:
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict (or None), got {type(options).__name__}; a vector env's reset "
+                        "takes one dict for every env")
     unknown = set(options or {}) - {"sample_index"}
     if unknown:
         raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['sample_index']")

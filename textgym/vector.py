@@ -24,6 +24,13 @@ from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_option
                           episode_flags)
 
 
+
+def per_env(values: Sequence[Any], name: str, num_envs: int) -> Sequence[Any]:
+    """``values`` if it holds one entry per env, else ValueError naming ``name`` and both lengths."""
+    if len(values) != num_envs:
+        raise ValueError(f"{name} must hold one entry per env: got {len(values)} for {num_envs} envs")
+    return values
+
 class TokenVecEnv(VecEnv):
     """N copies of a :class:`TextEnv`'s task as one batch of tensors.
 
@@ -142,6 +149,17 @@ class TokenVecEnv(VecEnv):
             raise ValueError(f"seed_next_reset needs one seed and one options entry per env ({self.num_envs}), "
                              f"got {len(seeds)} and {len(options)}")
         self._seeds, self._options = list(seeds), [dict(o) if o else {} for o in options]
+
+    def seed(self, seed: int | Sequence[int | None] | None = None) -> Sequence[None | int]:
+        """SB3's ``seed``: one int (``seed + i`` per env), or one seed per env (a list of ``num_envs``)."""
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            self._seeds = list(per_env(seed, "seed", self.num_envs))
+            return self._seeds
+        return super().seed(seed)
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """SB3's ``set_options``: one dict for every env, or a list of ``num_envs`` dicts."""
+        super().set_options(per_env(options, "options", self.num_envs) if isinstance(options, (list, tuple)) else options)
 
     def reset_all(self, seed: int | None = None) -> None:
         """Start a new episode in every env (seeds ``seed + i`` when given)."""
@@ -362,8 +380,10 @@ class GymTokenVectorEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
 
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
-        seeds = list(seed) if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
-                                                                     for i in range(self.num_envs)]
+        seeds = list(per_env(seed, "seed", self.num_envs)) if isinstance(seed, (list, tuple, np.ndarray)) else [
+            None if seed is None else seed + i for i in range(self.num_envs)]
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be one dict for every env (gymnasium's vector API), got {type(options).__name__}")
         infos = [self.engine.reset_env(i, seeds[i], options) for i in range(self.num_envs)]
         return self.engine.observations(), {"reset_info": np.array(infos, dtype=object)}
 
