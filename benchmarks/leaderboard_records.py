@@ -166,14 +166,23 @@ def write_record(record: dict[str, Any], records_dir: Path) -> Path:
     return path
 
 
+def record_key(record: dict[str, Any]) -> str:
+    """A record's identity: its content (canonical JSON), never the file or folder it came from."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
-    """Every record under ``records_dir`` (recursively); a malformed file is an error naming it."""
-    records = []
+    """Every record under ``records_dir`` (recursively), each once however many copies of it lie there;
+    a malformed file is an error naming it."""
+    records, seen = [], set()
     for path in sorted(Path(records_dir).rglob("*.json")):
         try:
-            records.append(check_record(json.loads(path.read_text()), str(path)))
+            record = check_record(json.loads(path.read_text()), str(path))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        if record_key(record) not in seen and record["run_id"] not in seen:
+            seen.update((record_key(record), record["run_id"]))
+            records.append(record)
     return records
 
 
@@ -193,7 +202,8 @@ def _check_source(source: Path) -> None:
 
 def merge_records(sources: list[Path], records_dir: Path) -> tuple[int, int]:
     """Copy records from files or folders into ``records_dir``; ones already present (same run_id) are skipped."""
-    present = {r["run_id"] for r in load_records(records_dir)} if Path(records_dir).exists() else set()
+    known = load_records(records_dir) if Path(records_dir).exists() else []
+    present = {r["run_id"] for r in known} | {record_key(r) for r in known}  # by content, from any route
     added = skipped = 0
     for source in sources:
         if not source.exists():
@@ -201,10 +211,10 @@ def merge_records(sources: list[Path], records_dir: Path) -> tuple[int, int]:
         _check_source(source)
         for record in load_records(source) if source.is_dir() else [check_record(json.loads(source.read_text()),
                                                                                  str(source))]:
-            if record["run_id"] in present:
+            if record["run_id"] in present or record_key(record) in present:
                 skipped += 1
                 continue
             write_record(record, records_dir)
-            present.add(record["run_id"])
+            present.update((record["run_id"], record_key(record)))
             added += 1
     return added, skipped

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -47,7 +46,6 @@ def _agent(algo: str, lm_folder: str, lora: dict | None):
 
 
 def _record(tmp: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     source = sorted(Path(__file__).resolve().parents[1].glob("benchmarks/records/*/*.json"))[0]
     dest = tmp / "record.json"
     shutil.copy(source, dest)
@@ -268,3 +266,25 @@ def test_cli_refuses_the_wrong_kind_with_one_line(kinds, argv_head, kind, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and kinds[kind].name in err, err
     assert digest(kinds[kind]) == before
+
+
+def test_records_and_preferences_count_once_whatever_the_route(kinds, tmp_path):
+    """Class 3: a leaderboard record or a preference is its content; a second route adds nothing and says so."""
+    from benchmarks.leaderboard_records import load_records, merge_records
+    from textgym.rlhf.store import PreferenceStore
+
+    a, b = tmp_path / "a" / "quick", tmp_path / "b" / "other"
+    for folder in (a, b):
+        folder.mkdir(parents=True)
+        shutil.copy(kinds["record"], folder / f"copy-{folder.name}.json")
+    records = tmp_path / "records"
+    assert merge_records([a.parent, b.parent], records) == (1, 1)
+    assert merge_records([kinds["record"]], records) == (0, 1)
+    shutil.copy(kinds["record"], records / "stray.json")  # a copy under another name is still one record
+    assert len(load_records(records)) == 1
+    store = PreferenceStore(tmp_path / "p.sqlite")
+    other = tmp_path / "renamed.jsonl"
+    shutil.copy(kinds["jsonl"], other)
+    assert store.import_jsonl(kinds["jsonl"]) == (1, 1)
+    assert store.import_jsonl(other) == (1, 0)  # the same content from another file: skipped
+    assert len(store.preferences()) == 1

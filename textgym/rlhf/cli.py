@@ -64,7 +64,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     store = PreferenceStore(args.db)
     for path in args.jsonl:
         read, added = store.import_jsonl(path)
-        print(f"{path}: {read} pairs read, {added} new answers")
+        print(f"{path}: {read} pairs read, {added} new answers, {read - added} skipped (already imported)")
     print(f"{args.db}: {store.progress()}")
     return 0
 

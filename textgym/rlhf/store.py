@@ -234,7 +234,8 @@ class PreferenceStore:
     def import_jsonl(self, path: str | os.PathLike, annotator: str | None = None) -> tuple[int, int]:
         """Load ``{"prompt", "chosen", "rejected"}`` lines as answered pairs (chosen = A).
 
-        Importing the same file again adds nothing. Returns ``(lines read, answers added)``.
+        A preference is identified by its content (prompt, chosen, rejected), never by the file: importing
+        the same pairs again, from this file or another, adds nothing. Returns ``(lines read, answers added)``.
 
         Raises:
             ValueError: A line is not JSON or lacks a field (names the file and line).
@@ -259,8 +260,12 @@ class PreferenceStore:
                     raise ValueError(f"{path}:{line_no}: chosen and rejected are the same text; a preference "
                                      "needs two different candidates")
                 items.append((row["prompt"], row["chosen"], row["rejected"]))
-        for pid in self.add_pairs(items, source=f"{IMPORT_PREFIX}{path.name}"):
-            n_added += self.answer(pid, "A", who)
+        pids = self.add_pairs(items, source=f"{IMPORT_PREFIX}{path.name}")
+        # A preference is its content: a pair already imported (from any file, under any name) is skipped.
+        done = {r[0] for r in self._rows("SELECT DISTINCT pair_id FROM answers WHERE substr(annotator, 1, 7) = 'import:'")}
+        for pid in dict.fromkeys(pids):
+            if pid not in done:
+                n_added += self.answer(pid, "A", who)
         return len(items), n_added
 
     # --- reading -----------------------------------------------------------------------
