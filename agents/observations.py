@@ -16,7 +16,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-__all__ = ["EXPECTED_SPACE", "check_text_space", "check_token_obs"]
+__all__ = ["EXPECTED_SPACE", "check_obs_shapes", "check_text_space", "check_token_obs"]
 
 EXPECTED_SPACE = "Dict(input_ids=Box(0, V-1, (L,), int64), attention_mask=Box(0, 1, (L,), int64))"
 
@@ -44,6 +44,20 @@ def check_text_space(space: Any, owner: str = "TransformerPolicy") -> int:
     if len(shapes) != 1:
         refuse(" (input_ids and attention_mask must have the same length)")
     return shapes.pop()[0]
+
+
+def check_obs_shapes(obs: Any, length: int) -> None:
+    """Before SB3's ``predict`` reshapes arrays: each key must be ``(L,)`` or ``(n, L)`` (SB3 would reshape any size
+    that divides by ``L`` and fail on the rest with numpy's reshape error)."""
+    if not isinstance(obs, dict):
+        raise ValueError(f"obs must be a dict with input_ids and attention_mask, got {type(obs).__name__}")
+    for key in ("input_ids", "attention_mask"):
+        if key not in obs:
+            raise ValueError(f"obs lacks {key!r}: a text policy reads {EXPECTED_SPACE}")
+        shape = np.shape(obs[key])
+        if isinstance(obs[key], str) or len(shape) not in (1, 2) or shape[-1] != length:
+            raise ValueError(f"obs[{key!r}] must have shape ({length},) or (n_envs, {length}), got "
+                             f"{shape if not isinstance(obs[key], str) else repr(obs[key])}")
 
 
 def check_token_obs(obs: Any, length: int | None, n_vocab: int) -> None:

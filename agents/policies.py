@@ -13,7 +13,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from agents.logprobs import action_log_probs
-from agents.observations import check_text_space, check_token_obs
+from agents.observations import check_obs_shapes, check_text_space, check_token_obs
 from agents.lora import add_lora, check_lora, merged_lm
 from textgym.devices import supports_bf16
 from textgym.models import default_model, load_causal_lm, load_tokenizer
@@ -429,6 +429,11 @@ class TransformerPolicy(ActorCriticPolicy):
 
     def predict_values(self, obs: dict[str, th.Tensor]) -> th.Tensor:
         return self.values_from_hidden(self._last_hidden(obs)[1])
+
+    def obs_to_tensor(self, observation: Any):
+        """SB3's conversion for ``predict``, after a shape check that names the key (no numpy reshape error)."""
+        check_obs_shapes(observation, self.obs_length)
+        return super().obs_to_tensor(observation)
 
     def _predict(self, observation: dict[str, th.Tensor], deterministic: bool = False) -> th.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)
