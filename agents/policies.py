@@ -16,6 +16,7 @@ from agents.logprobs import action_log_probs
 from agents.observations import check_obs_shapes, check_text_space, check_token_obs
 from agents.lora import add_lora, check_lora, merged_lm
 from textgym.devices import supports_bf16
+from textgym.fieldtypes import check_arg_types
 from textgym.models import default_model, load_causal_lm, load_tokenizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -155,14 +156,15 @@ class TransformerPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        check_arg_types(TransformerPolicy.__init__, locals())  # policy_kwargs' types, from the annotations
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"TransformerPolicy needs a Discrete token action space, got {action_space}")
         self.obs_length = check_text_space(observation_space)  # one error naming the expected space
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0 < temperature < float("inf"):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
+        if top_p is not None and not 0 < top_p <= 1:  # (NaN fails this too)
             raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
         if model_config is None and model_name is None:
             model_name = default_model()  # resolved now, so a saved agent names the model it was built from

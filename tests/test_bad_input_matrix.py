@@ -31,6 +31,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("RewardModelConfig", "encoder"): "informational: where the encoder came from",
     ("RewardModelConfig", "metrics"): "a training report, free-form",
     ("flag", "--help"): "argparse's own",
+    ("gym.make(textgym/...)", "render_mode"): "gymnasium's make reads render_mode before the env's constructor runs "
+                                              "(a non-string raises its AttributeError); TextEnv(render_mode=...) "
+                                              "itself refuses it by type",
 }
 
 DATACLASS_MODULES = ("agents.config", "agents.ppo", "agents.a2c", "agents.rloo", "agents.grpo", "agents.sft",
@@ -57,7 +60,7 @@ def bad_values(hint: Any, rng: Any = None) -> Iterator[tuple[str, Any]]:
     options = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else {hint}
     optional = type(None) in options
     options.discard(type(None))
-    lists = [h for h in options if typing.get_origin(h) is list]
+    lists = [h for h in options if typing.get_origin(h) in (list, __import__("collections.abc").abc.Sequence)]
     if not optional:
         yield "None", None
     if int in options and float not in options:
@@ -91,7 +94,7 @@ def bad_values(hint: Any, rng: Any = None) -> Iterator[tuple[str, Any]]:
     if lists:
         yield "list of ints", [1, 2]
         yield "mapping for list", {"a": 1}
-    if any(typing.get_origin(h) is dict for h in options):
+    if any(typing.get_origin(h) in (dict, __import__("collections.abc").abc.Mapping) for h in options):
         yield "string for mapping", "a"
         yield "list for mapping", ["a"]
 
@@ -434,3 +437,99 @@ def test_per_env_lists_of_the_wrong_length_name_both_lengths(what, length):
                 venv.reset(**{what: values})
         if isinstance(err.value, ValueError):
             assert f"got {length} for 2 envs" in str(err.value), (name, str(err.value))
+
+
+# --- public functions and constructors ----------------------------------------------------------------------
+ENV_ID = "textgym/Generation-v0"
+
+
+def _tok():
+    from tiny import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+def _make_env(**kw: Any):
+    import gymnasium as gym
+
+    return gym.make(ENV_ID, tokenizer=_tok(), **kw)
+
+
+def _make_vec(**kw: Any):
+    import textgym
+
+    return textgym.make_vec(ENV_ID, **{"num_envs": 2, "device": "cpu", "tokenizer": _tok(), **kw})
+
+
+def _token_vec_env(**kw: Any):
+    from tiny import tiny_env
+
+    from textgym.vector import TokenVecEnv
+
+    return TokenVecEnv(**{"env": tiny_env(_tok()), "num_envs": 2, "device": "cpu", **kw})
+
+
+def _policy(**kw: Any):
+    from tiny import tiny_llama_config
+
+    import agents
+    from tiny import tiny_env
+
+    from textgym.vector import TokenVecEnv
+
+    env = TokenVecEnv(tiny_env(_tok(), max_new_tokens=2), 2, device="cpu")
+    return agents.A2C("TransformerPolicy", env, n_steps=2, device="cpu",
+                      policy_kwargs={"model_config": tiny_llama_config(len(_tok())), **kw})
+
+
+def _reward(**kw: Any):
+    from textgym.rewards import make_reward
+
+    return make_reward(**{"spec": "bleu", **kw})
+
+
+def _function_targets() -> dict[str, tuple[Any, Any, tuple[str, ...]]]:
+    """name -> (a valid call taking keyword overrides, the function whose annotations give the types, skipped)."""
+    from agents.policies import TransformerPolicy
+    from textgym.core import TextEnv
+    from textgym.rewards import make_reward
+    from textgym.vector import TokenVecEnv, make_vec
+
+    return {
+        "gym.make(textgym/...)": (_make_env, TextEnv.__init__, ("samples", "tokenizer", "reward")),
+        "textgym.make_vec": (_make_vec, make_vec, ("env_id", "kwargs")),
+        "TokenVecEnv": (_token_vec_env, TokenVecEnv.__init__, ("env",)),
+        "TransformerPolicy (policy_kwargs)": (_policy, TransformerPolicy.__init__,
+                                              ("observation_space", "action_space", "lr_schedule", "kwargs",
+                                               "model_name", "tokenizer", "optimizer_class", "model_config")),
+        "make_reward": (_reward, make_reward, ()),
+    }
+
+
+def function_cases() -> list[tuple[str, str, str, Any]]:
+    cases = []
+    for name, (_, fn, skipped) in _function_targets().items():
+        hints = typing.get_type_hints(fn)
+        for param in __import__("inspect").signature(fn).parameters:
+            if param in ("self", "return", *skipped) or (name, param) in EXCEPTIONS or param not in hints:
+                continue
+            for label, value in bad_values(hints[param]):
+                cases.append((name, param, label, value))
+    return cases
+
+
+FUNCTION_CASES = function_cases()
+
+
+@pytest.mark.parametrize("target", sorted(_function_targets()))
+def test_function_baseline_is_valid(target):
+    _function_targets()[target][0]()
+
+
+@pytest.mark.parametrize("target, param, label, value", FUNCTION_CASES,
+                         ids=[f"{t}({p}={label})" for t, p, label, _ in FUNCTION_CASES])
+def test_public_function_refuses_a_bad_value_naming_it(target, param, label, value):
+    call = _function_targets()[target][0]
+    with pytest.raises((ValueError, TypeError)) as err:
+        call(**{param: value})
+    assert param in str(err.value), str(err.value)

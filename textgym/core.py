@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.data.base import Sample
+from textgym.fieldtypes import check_arg_types
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
 from textgym.rewards import make_reward, score_and_components
@@ -191,6 +192,7 @@ class TextEnv(gym.Env):
         render_mode: str | None = None,
         group_size: int = 1,
     ) -> None:
+        check_arg_types(TextEnv.__init__, locals())  # types from the annotations: a bare string for metrics, ...
         if not samples:
             raise ValueError("samples is empty: an environment needs at least one task item")
         for s in samples:

@@ -23,14 +23,16 @@ TypeError: n must be an int, got 2.5 (a float)
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import inspect
 import types
 import typing
 from typing import Any, Union
 
 from textgym.argtypes import INT_MAX
 
-__all__ = ["check_field_types", "type_problem"]
+__all__ = ["check_arg_types", "check_field_types", "type_problem"]
 
 
 def _name(hint: Any) -> str:
@@ -42,6 +44,8 @@ def _name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         return " or ".join(_name(h) for h in typing.get_args(hint))
+    if origin is collections.abc.Sequence:
+        return f"a list of {_name(typing.get_args(hint)[0]).split(' ', 1)[-1]}s"
     if origin is list:
         return f"a list of {_name(typing.get_args(hint)[0]).split(' ', 1)[-1]}s"
     if origin is dict:
@@ -66,8 +70,13 @@ def _fits(value: Any, hint: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
+    if origin is collections.abc.Sequence:  # any sequence but a bare string (iterated character by character)
+        (item,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, collections.abc.Sequence) or isinstance(value, (str, bytes)):
+            return False
+        return not isinstance(value, (list, tuple)) or all(_fits(v, item) for v in value)  # lazy ones: not iterated
+    if origin in (dict, collections.abc.Mapping):
+        return isinstance(value, collections.abc.Mapping)
     if origin is typing.Literal:
         return value in typing.get_args(hint)
     if isinstance(hint, type):
@@ -82,9 +91,10 @@ def type_problem(name: str, value: Any, hint: Any) -> str | None:
     what = f"{value!r} ({'a quoted number' if _numeric_text(value) else 'a ' + type(value).__name__})"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
         what = f"{value!r} (beyond int64, the largest whole number a tensor holds)"
-    if isinstance(value, str) and typing.get_origin(hint) is list or (
+    listy = (list, collections.abc.Sequence)
+    if isinstance(value, str) and (typing.get_origin(hint) in listy or (
             typing.get_origin(hint) in (Union, types.UnionType)
-            and any(typing.get_origin(h) is list for h in typing.get_args(hint)) and isinstance(value, str)):
+            and any(typing.get_origin(h) in listy for h in typing.get_args(hint)))):
         what = f"the bare string {value!r} (write a list: [{value}])"
     return f"{name} must be {_name(hint)}, got {what}"
 
@@ -112,5 +122,20 @@ def check_field_types(obj: Any, owner: str = "") -> None:
         if callable(value) and not isinstance(value, type) and not dataclasses.is_dataclass(value):
             continue  # SB3 schedules (learning_rate=lambda progress: ...)
         problem = type_problem(f.name, value, hints.get(f.name, Any))
+        if problem:
+            raise TypeError(f"{owner}: {problem}" if owner else problem)
+
+
+def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "") -> None:
+    """Raise TypeError naming the first argument of ``fn`` (by its annotations) whose value does not fit.
+
+    Call it first in a public constructor as ``check_arg_types(Cls.__init__, locals())``: only ``fn``'s own
+    annotated parameters are checked (``self``, ``**kwargs`` and ``Any`` are skipped).
+    """
+    hints = typing.get_type_hints(fn)
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == "self" or name not in values or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        problem = type_problem(name, values[name], hints.get(name, Any))
         if problem:
             raise TypeError(f"{owner}: {problem}" if owner else problem)

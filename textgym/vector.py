@@ -20,6 +20,7 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from textgym.devices import resolve_device
+from textgym.fieldtypes import check_arg_types
 from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_options, check_sample_index,
                           episode_flags)
 
@@ -46,6 +47,7 @@ class TokenVecEnv(VecEnv):
     """
 
     def __init__(self, env: TextEnv, num_envs: int, device: str | torch.device = "auto") -> None:
+        check_arg_types(TokenVecEnv.__init__, {"num_envs": num_envs, "device": device})  # (env: unwrapped below)
         env = env.unwrapped if isinstance(env, gym.Env) else env
         if not isinstance(env, TextEnv):
             raise TypeError(f"TokenVecEnv needs a textgym TextEnv, got {type(env).__name__}")
@@ -414,6 +416,7 @@ def make_vec(env_id: str, num_envs: int = 8, device: str | torch.device = "auto"
             Gymnasium ``VectorEnv``.
         **kwargs: The id's keyword arguments (``split``, ``data_dir``, ``reward``, ...).
     """
+    check_arg_types(make_vec, {"env_id": env_id, "num_envs": num_envs, "device": device, "api": api})
     env = gym.make(env_id, **kwargs).unwrapped
     if api == "sb3":
         return TokenVecEnv(env, num_envs, device)
