@@ -80,7 +80,9 @@ def check_token_obs(obs: Any, length: int | None, n_vocab: int) -> None:
     if ids.shape != mask.shape or (length is not None and ids.shape[1] != length):
         raise ValueError(f"obs['input_ids'] {tuple(ids.shape)} and obs['attention_mask'] {tuple(mask.shape)} must both "
                          f"be (batch, {length}) for this policy (its observation space)")
-    bad_ids = (ids < 0) | (ids >= n_vocab) | (ids != ids.round() if ids.is_floating_point() else th.zeros_like(ids, dtype=th.bool))
+    bad_ids = (ids < 0) | (ids >= n_vocab)
+    if ids.is_floating_point():  # SB3's buffers give floats: whole values only
+        bad_ids |= ids != ids.round()
     bad_mask = (mask != 0) & (mask != 1)
     empty_rows = ~(mask == 1).any(dim=1)
     if not bool(bad_ids.any() | bad_mask.any() | empty_rows.any()):  # the one sync
