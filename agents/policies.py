@@ -156,7 +156,8 @@ class TransformerPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_arg_types(TransformerPolicy.__init__, locals())  # policy_kwargs' types, from the annotations
+        # policy_kwargs' types, from the annotations (model_name has its own message, below)
+        check_arg_types(TransformerPolicy.__init__, {k: v for k, v in locals().items() if k != "model_name"})
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"TransformerPolicy needs a Discrete token action space, got {action_space}")
         self.obs_length = check_text_space(observation_space)  # one error naming the expected space

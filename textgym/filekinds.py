@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
 
-__all__ = ["FileKind", "WrongFileError", "identify", "require"]
+__all__ = ["META_FILE", "FileKind", "WrongFileError", "identify", "require"]
 
+META_FILE = "textgym_checkpoint.json"  # a checkpoint folder's metadata (read and written via textgym.checkpoints)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PREFERENCE_KEYS = {"prompt", "chosen", "rejected"}
@@ -53,15 +54,15 @@ def _model_folder(path: Path, config: dict) -> FileKind:
                         "--model / --init / load_causal_lm(PATH) / agents policy_kwargs model_name")
     if any(a.endswith("ForSequenceClassification") for a in archs):
         return FileKind("classifier", f"a sequence-classifier folder ({arch})", "make_reward('classifier:PATH')")
-    if any(a.endswith("Model") for a in archs) or not archs:
+    if not archs:  # an old or hand-written config: the weights guard (textgym.models) decides
+        return FileKind("model", f"a model folder ({arch}, no architecture recorded)", "")
+    if any(a.endswith("Model") for a in archs):
         return FileKind("encoder", f"an encoder folder without a task head ({arch})",
                         "make_reward('embedding:PATH') or `rlhf train-rm --encoder PATH`")
     return FileKind("model", f"a model folder ({arch})", "")
 
 
 def _folder(path: Path) -> FileKind:
-    from textgym.checkpoints import META_FILE
-
     names = {p.name for p in path.iterdir()}
     if not names:
         return FileKind("empty-folder", "an empty folder", "")
