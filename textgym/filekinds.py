@@ -22,8 +22,8 @@ META_FILE = "textgym_checkpoint.json"  # a checkpoint folder's metadata (read an
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PREFERENCE_KEYS = {"prompt", "chosen", "rejected"}
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
-                    "spiece.model")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
+                   "spiece.model", "sentencepiece.bpe.model")  # any one of them makes a tokenizer folder
 _SNIFF_BYTES = 1 << 20  # text kinds are identified from their first MiB
 
 
@@ -83,7 +83,7 @@ def _folder(path: Path) -> FileKind:
         return found
     if (path / "final" / "config.json").is_file():
         return FileKind("run-folder", "a training run folder", "its checkpoint PATH/final (--checkpoint, --init)")
-    if names & set(_TOKENIZER_FILES):
+    if names & set(TOKENIZER_FILES):
         return FileKind("tokenizer", "a tokenizer-only folder (no model weights)", "tokenizer=PATH (gym.make)")
     if any(n.endswith(".json") for n in names):
         return FileKind("records-folder", "a folder of JSON files", "`leaderboard merge PATH` (if they are records)")

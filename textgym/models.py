@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textgym.filekinds import TOKENIZER_FILES as _TOKENIZER_FILES  # one list, with the other file kinds
 from textgym.io import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -234,8 +235,6 @@ def load_causal_lm(spec: Any = None, *, dtype: Any = "fp32", **kwargs: Any):
     return load_model(AutoModelForCausalLM, spec, what="model", **kwargs)
 
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
-                    "spiece.model", "sentencepiece.bpe.model")
 
 
 #: Weights that textgym adds on purpose on top of a loaded model, so a load may report them as new
