@@ -27,7 +27,7 @@ from agents.kl import KLStats, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
 from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
-from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_text_args
+from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_algo_kwargs, check_text_args
 from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
 
@@ -110,6 +110,7 @@ class TextAlgorithm:
         for name, value in {**self.sb3_defaults, **defaults}.items():
             if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
+        check_algo_kwargs(self.config_class, type(self).__name__, kwargs)  # before SB3's own asserts
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
         self.fast_path, self.threads = fast_path, check_threads(threads)
@@ -414,7 +415,7 @@ class TextAlgorithm:
         (:func:`agents.checkpoints.check_agent_zip`). A zip in SB3's own format, whose data is
         unpickled, is refused unless ``allow_pickle=True`` (only for files you trust)."""
         if isinstance(path, (str, os.PathLike)):
-            path = check_agent_zip(path, custom_objects)
+            path = check_agent_zip(path, custom_objects, algorithm=cls.__name__)
         sb3_load = functools.partial(super().load, path, env=env, device=device, **kwargs)  # type: ignore[misc]
         return agent_zip.load_agent(sb3_load, path, custom_objects, allow_pickle)
 
@@ -440,6 +441,7 @@ class TextAlgorithm:
         """
         policy = self.policy
         policy.save_reference = include_reference
+        self.text_algorithm = type(self).__name__  # the zip names its algorithm (textgym.filekinds reads it)
         self.reference_record = {**self.reference_record, "saved": not policy.reference_can_be_rebuilt()}
         try:
             agent_zip.save_agent(self, path, exclude, include, optimizer=include_optimizer)

@@ -79,7 +79,12 @@ def next_checkpoint_step(num_timesteps: int, every: int) -> int:
     return (int(num_timesteps) // every + 1) * every
 
 
-def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | None = None) -> Path:
+# Zips saved before agents named their algorithm: the SB3 base tells the family apart.
+_FAMILIES = {"PPO": "PPO-family", "GRPO": "PPO-family", "A2C": "A2C-family", "RLOO": "A2C-family"}
+
+
+def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | None = None,
+                    algorithm: str | None = None) -> Path:
     """The file ``PPO.load`` / ``A2C.load`` should read for ``path``, checked; ValueError or
     FileNotFoundError say what is wrong (missing, not a zip, truncated, base model folder gone).
 
@@ -87,15 +92,27 @@ def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | No
     weights, but its policy is rebuilt from ``policy_kwargs['model_name']`` first (architecture,
     tokenizer, the KL reference): when that is a folder that no longer exists, the message says so and
     how to point the agent at another copy (``custom_objects={"policy_kwargs": {..., "model_name": NEW}}``).
+    With ``algorithm`` (the loading class's name), a zip saved by another algorithm, or any other kind of
+    textgym file (see :mod:`textgym.filekinds`), is refused with what it is and what opens it.
     """
     import zipfile
 
+    from textgym.filekinds import WrongFileError, identify
+
     given = Path(path).expanduser()
+    if given.is_dir():
+        found = identify(given)
+        inside = f"; its agent is {given / 'agent.zip'}" if (given / "agent.zip").is_file() else ""
+        raise WrongFileError(f"{algorithm or 'the'}.load needs a saved agent zip, but {given} is {found.what}{inside}")
     candidates = [given] if given.suffix else [given.with_suffix(".zip"), given]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         raise FileNotFoundError(f"saved agent {given} does not exist" +
                                 (f" (nor {candidates[0]})" if len(candidates) > 1 else ""))
+    kind = identify(found)
+    if not kind.kind.startswith(("agent-zip", "sb3-zip", "zip", "truncated", "binary")):
+        raise WrongFileError(f"{algorithm or 'the'}.load needs a saved agent zip, but {found} is {kind.what}"
+                             + (f"; open it with {kind.opens.replace('PATH', str(found))}" if kind.opens else ""))
     try:
         with zipfile.ZipFile(found) as archive:
             bad = archive.testzip()
@@ -108,6 +125,10 @@ def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | No
         raise ValueError(f"saved agent {found} has a corrupt 'data' entry ({exc})") from None
     if data is None:
         raise ValueError(f"{found} is not an SB3 agent zip (no 'data' entry)")
+    if algorithm is not None:
+        if kind.kind not in (f"agent-zip:{algorithm}", f"agent-zip:{_FAMILIES.get(algorithm)}"):
+            raise WrongFileError(f"{algorithm}.load needs a saved {algorithm} agent, but {found} is {kind.what}"
+                                 + (f"; open it with {kind.opens.replace('PATH', str(found))}" if kind.opens else ""))
     kwargs = (custom_objects or {}).get("policy_kwargs", data.get("policy_kwargs"))
     model_name = kwargs.get("model_name") if isinstance(kwargs, dict) else None
     if isinstance(model_name, str) and model_name.startswith(("/", ".", "~")) and not Path(model_name).expanduser().is_dir():

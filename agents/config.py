@@ -25,6 +25,7 @@ from agents.ppo import PPOConfig
 from agents.rloo import RLOOConfig
 from agents.settings import ALGOS, Checked, ranged
 from agents.sft import SFTConfig
+from textgym.fieldtypes import check_field_types
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.models import default_model
 
@@ -89,6 +90,7 @@ class LoraSettings:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_lora(asdict(self), prefix="")
 
     def policy_kwarg(self) -> dict[str, Any] | None:
@@ -254,7 +256,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
             kwargs[key] = _check_type(value, hint, path)
     try:
         return cls(**kwargs)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # range checks and the annotations' type checks
         text = str(exc)
         field_name = text.split(" ", 1)[0]
         if where and field_name in allowed:  # "n_steps must be >= 1" -> "ppo.n_steps must be >= 1"
@@ -271,9 +273,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"config file {path} does not exist")
         import yaml
+
+        from textgym.filekinds import require
+
+        require(path, ("yaml", "json", "empty-file"), "config file", "a YAML config (a mapping of keys to values)")
 
         try:
             from textgym.io import read_text

@@ -244,6 +244,9 @@ def make_text_env(env: Any, *, n_envs: int, env_kwargs: dict[str, Any] | None, f
                              f"got an env of type {type(env).__name__}")
         if env is None:
             return env
+        from agents.observations import check_text_space
+
+        check_text_space(env.observation_space, "a text algorithm")  # one error for any non-text env
         check_vec_normalize(env)
         if not fast_path:
             return env

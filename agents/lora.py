@@ -7,6 +7,8 @@ the adapters and the value head are trained, optimised and saved.
 
 from __future__ import annotations
 
+import math
+
 import copy
 import warnings
 from typing import Any
@@ -56,8 +58,9 @@ def check_lora(lora: Any, prefix: str = "lora ") -> dict[str, Any] | None:
     if isinstance(r, bool) or not isinstance(r, int) or r < 0:
         raise ValueError(f"{prefix}r must be an integer >= 0 (0: no LoRA, the whole model trains), got {r!r}")
     alpha = lora.get("alpha")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0):
-        raise ValueError(f"{prefix}alpha must be a number > 0, got {alpha!r}")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0
+                              or not math.isfinite(alpha)):
+        raise ValueError(f"{prefix}alpha must be a finite number > 0, got {alpha!r}")
     targets = lora.get("target_modules")
     if targets is not None and not isinstance(targets, str):
         if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) for t in targets):

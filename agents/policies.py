@@ -13,8 +13,10 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from agents.logprobs import action_log_probs
+from agents.observations import check_obs_shapes, check_text_space, check_token_obs
 from agents.lora import add_lora, check_lora, merged_lm
 from textgym.devices import supports_bf16
+from textgym.fieldtypes import check_arg_types
 from textgym.models import default_model, load_causal_lm, load_tokenizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -154,15 +156,16 @@ class TransformerPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # policy_kwargs' types, from the annotations (model_name has its own message, below)
+        check_arg_types(TransformerPolicy.__init__, {k: v for k, v in locals().items() if k != "model_name"})
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"TransformerPolicy needs a Discrete token action space, got {action_space}")
-        if not isinstance(observation_space, spaces.Dict) or {"input_ids", "attention_mask"} - set(observation_space.spaces):
-            raise ValueError("TransformerPolicy needs Dict(input_ids, attention_mask) observations from a textgym env")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.obs_length = check_text_space(observation_space)  # one error naming the expected space
+        if not 0 < temperature < float("inf"):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
+        if top_p is not None and not 0 < top_p <= 1:  # (NaN fails this too)
             raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
         if model_config is None and model_name is None:
             model_name = default_model()  # resolved now, so a saved agent names the model it was built from
@@ -351,6 +354,7 @@ class TransformerPolicy(ActorCriticPolicy):
 
     def _last_hidden(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
         """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``."""
+        check_token_obs(obs, self.obs_length, self.lm.get_input_embeddings().num_embeddings)
         with self.autocast():
             actor = hidden_at_last_token(self.lm.base_model, obs)
             critic = actor if self.critic_trunk is None else hidden_at_last_token(self.critic_trunk, obs)
@@ -428,6 +432,11 @@ class TransformerPolicy(ActorCriticPolicy):
 
     def predict_values(self, obs: dict[str, th.Tensor]) -> th.Tensor:
         return self.values_from_hidden(self._last_hidden(obs)[1])
+
+    def obs_to_tensor(self, observation: Any):
+        """SB3's conversion for ``predict``, after a shape check that names the key (no numpy reshape error)."""
+        check_obs_shapes(observation, self.obs_length)
+        return super().obs_to_tensor(observation)
 
     def _predict(self, observation: dict[str, th.Tensor], deterministic: bool = False) -> th.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)

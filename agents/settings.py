@@ -13,6 +13,9 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from textgym.argtypes import INT_MAX
+from textgym.fieldtypes import check_field_types, type_problem
+
 
 @dataclass(frozen=True)
 class Range:
@@ -35,6 +38,8 @@ class Range:
             raise ValueError(f"{prefix}{name} must be {kind} {self.text()}, got {value!r}")
         if integer and not isinstance(value, int):
             raise ValueError(f"{prefix}{name} must be {kind} {self.text()}, got {value!r} (a fractional number)")
+        if integer and abs(value) > INT_MAX:
+            raise ValueError(f"{prefix}{name} must be {kind} {self.text()} that fits int64, got {value!r}")
         low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         high_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if low_bad or high_bad:
@@ -78,18 +83,23 @@ def check_ranges(obj: Any, owner: str = "", values: dict[str, Any] | None = None
     for f in fields(cls):
         rng, choices = f.metadata.get("range"), f.metadata.get("choices")
         value = (values or {}).get(f.name) if values is not None else getattr(obj, f.name)
-        if value is None or callable(value):
+        if value is None or callable(value) or (values is not None and f.name not in values):
             continue
         if choices is not None and value not in choices:
             raise ValueError(f"{f'{owner}: ' if owner else ''}{f.name} must be one of {list(choices)}, got {value!r}")
-        if rng is not None:
-            rng.check(f.name, value, _is_integer_field(hints[f.name]), owner)
+        if rng is None:  # no range: the annotation's type is the whole check
+            problem = type_problem(f.name, value, hints[f.name])
+            if problem:
+                raise TypeError(f"{owner}: {problem}" if owner else problem)
+            continue
+        rng.check(f.name, value, _is_integer_field(hints[f.name]), owner)
 
 
 class Checked:
     """Mixin for config dataclasses: the :func:`ranged` fields are checked on creation."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # types from the annotations, then the ranged fields' ranges
         check_ranges(self)
 
 
@@ -131,6 +141,13 @@ def check_algo_args(algo: Any) -> None:
     """
     values = {f.name: getattr(algo, f.name, None) for f in fields(algo.config_class) if f.name not in TEXT_ARGS}
     check_ranges(algo.config_class, type(algo).__name__, values)
+
+
+def check_algo_kwargs(cls: type, owner: str, kwargs: dict[str, Any]) -> None:
+    """Check constructor keywords named like ``cls``'s fields before SB3 sees them (its own asserts compare with
+    ``>`` and fail on a string with a raw TypeError); the message names the keyword as given."""
+    names = {f.name for f in fields(cls)} - set(TEXT_ARGS)
+    check_ranges(cls, owner, {k: v for k, v in kwargs.items() if k in names})
 
 
 def check_text_args(cls: type, owner: str, **values: Any) -> None:

@@ -150,6 +150,10 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     start = time.perf_counter()
     textgym.check_env_id(config.env.id)
     init = str(check_checkpoint(config.init)) if config.init else None
+    if init is None:
+        from textgym.models import check_model_kind
+
+        check_model_kind(config.model, "model")  # a classifier or reward-model folder is refused before any work
     out = check_writable_dir(config.run_dir(), "out")  # before any model is loaded
     (out / "curve.jsonl").unlink(missing_ok=True)
     atomic_write_json(out / "train_config.json", to_dict(config))

@@ -168,30 +168,55 @@ def write_record(record: dict[str, Any], records_dir: Path) -> Path:
     return path
 
 
+def record_key(record: dict[str, Any]) -> str:
+    """A record's identity: its content (canonical JSON), never the file or folder it came from."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 def load_records(records_dir: Path) -> list[dict[str, Any]]:
-    """Every record under ``records_dir`` (recursively); a malformed file is an error naming it."""
-    records = []
+    """Every record under ``records_dir`` (recursively), each once however many copies of it lie there;
+    a malformed file is an error naming it."""
+    records, seen = [], set()
     for path in sorted(Path(records_dir).rglob("*.json")):
         try:
-            records.append(check_record(json.loads(path.read_text()), str(path)))
+            record = check_record(json.loads(path.read_text()), str(path))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        if record_key(record) not in seen and record["run_id"] not in seen:
+            seen.update((record_key(record), record["run_id"]))
+            records.append(record)
     return records
+
+
+def _check_source(source: Path) -> None:
+    """A file must be a record, a folder must not be a model, checkpoint or other textgym save."""
+    from textgym.filekinds import WrongFileError, identify, require
+
+    if source.is_file():
+        require(source, ("record", "json"), "leaderboard merge", "a leaderboard record or a folder of them", strict=True)
+        return
+    found = identify(source)
+    if found.kind not in ("records-folder", "folder", "run-folder") or not any(Path(source).rglob("*.json")):
+        opens = f"; open it with {found.opens.replace('PATH', str(source))}" if found.opens else ""
+        raise WrongFileError(f"leaderboard merge needs a folder of leaderboard records, but {source} is "
+                             f"{found.what}{opens}")
 
 
 def merge_records(sources: list[Path], records_dir: Path) -> tuple[int, int]:
     """Copy records from files or folders into ``records_dir``; ones already present (same run_id) are skipped."""
-    present = {r["run_id"] for r in load_records(records_dir)} if Path(records_dir).exists() else set()
+    known = load_records(records_dir) if Path(records_dir).exists() else []
+    present = {r["run_id"] for r in known} | {record_key(r) for r in known}  # by content, from any route
     added = skipped = 0
     for source in sources:
         if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
+        _check_source(source)
         for record in load_records(source) if source.is_dir() else [check_record(json.loads(source.read_text()),
                                                                                  str(source))]:
-            if record["run_id"] in present:
+            if record["run_id"] in present or record_key(record) in present:
                 skipped += 1
                 continue
             write_record(record, records_dir)
-            present.add(record["run_id"])
+            present.update((record["run_id"], record_key(record)))
             added += 1
     return added, skipped

@@ -10,7 +10,9 @@ import argparse
 import math
 from typing import Callable
 
-__all__ = ["int_in", "float_in", "port"]
+__all__ = ["INT_MAX", "int_in", "float_in", "port"]
+
+INT_MAX = 2**63 - 1  # the largest whole number a tensor (int64) holds
 
 
 def int_in(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
@@ -33,6 +35,8 @@ def int_in(low: int | None = None, high: int | None = None) -> Callable[[str], i
             value = None
         if value is None or (low is not None and value < low) or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}".replace("  ", " "))
+        if abs(value) > INT_MAX:  # torch and numpy hold int64: a bigger number would overflow deep inside
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed} that fits int64, got {text!r}")
         return value
 
     parse.__name__ = "int"

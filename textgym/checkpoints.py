@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from textgym.filekinds import META_FILE  # defined with the other file kinds; re-exported here
 from textgym.io import read_dir, read_json
-
-META_FILE = "textgym_checkpoint.json"
 
 
 def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
@@ -39,10 +38,17 @@ def check_checkpoint(folder: str | os.PathLike, what: str = "checkpoint folder")
         folder: The folder to check (``~`` is expanded).
         what: How the error names a missing ``folder`` (e.g. the option that gave it).
     """
+    from textgym.filekinds import WrongFileError, identify
+
     path = read_dir(Path(folder).expanduser())
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
+    found = identify(path)
     if not (path / "config.json").is_file():
         hint = f"; did you mean {path / 'final'}?" if (path / "final" / "config.json").is_file() else ""
-        raise FileNotFoundError(f"{path} is not a model checkpoint (no config.json){hint}")
+        opens = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens and not hint else ""
+        raise FileNotFoundError(f"{path} is not a model checkpoint (no config.json): it is {found.what}{hint}{opens}")
+    if found.kind not in ("checkpoint", "causal-lm", "model"):
+        opens = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens else ""
+        raise WrongFileError(f"{what} needs a model checkpoint (a causal LM folder), but {path} is {found.what}{opens}")
     return path

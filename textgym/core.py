@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.data.base import Sample
+from textgym.fieldtypes import check_arg_types
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
 from textgym.rewards import make_reward, score_and_components
@@ -31,6 +32,9 @@ def check_sample_index(index: Any, num_samples: int) -> int:
 
 
 def check_reset_options(options: Mapping[str, Any] | None) -> None:
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict (or None), got {type(options).__name__}; a vector env's reset "
+                        "takes one dict for every env")
     unknown = set(options or {}) - {"sample_index"}
     if unknown:
         raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['sample_index']")
@@ -221,6 +225,7 @@ class TextEnv(gym.Env):
         render_mode: str | None = None,
         group_size: int = 1,
     ) -> None:
+        check_arg_types(TextEnv.__init__, locals())  # types from the annotations: a bare string for metrics, ...
         if not samples:
             raise ValueError("samples is empty: an environment needs at least one task item")
         for s in samples:

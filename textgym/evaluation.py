@@ -97,9 +97,10 @@ def evaluate(
     import torch
     from tqdm.auto import tqdm
 
-    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.models import check_model_kind, load_causal_lm, load_tokenizer
 
     start = time.perf_counter()
+    check_model_kind(model, "model")  # the wrong kind of folder is named before a tokenizer or env is built from it
     tokenizer = load_tokenizer(env_kwargs.pop("tokenizer", model if isinstance(model, str) else None))
     env = gym.make(env_id, split=split, tokenizer=tokenizer, **env_kwargs).unwrapped
     lm = load_causal_lm(model).to(resolve_device(device)).eval()

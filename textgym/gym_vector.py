@@ -18,7 +18,8 @@ from gymnasium.envs.registration import load_env_creator
 
 from textgym.catalogue import FAMILIES
 from textgym.core import TextEnv
-from textgym.vector import TokenVecEnv
+from textgym.fieldtypes import check_arg_types
+from textgym.vector import TokenVecEnv, per_env
 
 
 class GymTokenVectorEnv(gym.vector.VectorEnv):
@@ -54,12 +55,12 @@ class GymTokenVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
         """Start a new episode in every env: seeds ``seed + i`` for an int, one per env for a list."""
-        if isinstance(seed, (list, tuple)):
-            if len(seed) != self.num_envs:
-                raise ValueError(f"seed must be an int, None or one seed per env ({self.num_envs}), got {len(seed)}")
-            seeds = list(seed)
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            seeds = list(per_env(seed, "seed", self.num_envs))
         else:
             seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be one dict for every env (gymnasium's vector API), got {type(options).__name__}")
         super().reset(seed=seeds[0])
         infos: dict[str, Any] = {}
         for i in range(self.num_envs):
@@ -96,6 +97,7 @@ def make_vec(env_id: str, num_envs: int = 8, device: str | torch.device = "auto"
             Gymnasium ``VectorEnv``.
         **kwargs: The id's keyword arguments (``split``, ``data_dir``, ``reward``, ...).
     """
+    check_arg_types(make_vec, {"env_id": env_id, "num_envs": num_envs, "device": device, "api": api})
     if api not in ("sb3", "gymnasium"):
         raise ValueError(f"api must be 'sb3' or 'gymnasium', got {api!r}")
     env = gym.make(env_id, **kwargs).unwrapped

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textgym.filekinds import TOKENIZER_FILES as _TOKENIZER_FILES  # one list, with the other file kinds
 from textgym.io import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,11 @@ def resolve_model_path(name: str | os.PathLike | None = None) -> Path | str:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    if path.is_file():  # a zip, a database...: never sent to the hub as an id
+        what, opens = _found(path)
+        from textgym.filekinds import WrongFileError
+
+        raise WrongFileError(f"a model name or folder is needed, but {path} is {what}{opens}")
     alias = _ALIASES.get(str(name).lower())
     if alias is None:
         if str(name).startswith((".", "/", "~")):
@@ -168,8 +174,9 @@ def load_tokenizer(spec: Any = None):
 
     where = resolve_model_path(spec or default_model())
     if isinstance(where, Path) and not any((where / f).is_file() for f in _TOKENIZER_FILES):
-        raise FileNotFoundError(f"tokenizer folder {where} holds no tokenizer files (one of {list(_TOKENIZER_FILES)}); "
-                                "save one with tokenizer.save_pretrained(folder)")
+        what, opens = _found(where)
+        raise FileNotFoundError(f"tokenizer folder {where} holds no tokenizer files (one of {list(_TOKENIZER_FILES)}): "
+                                f"it is {what}{opens}; save a tokenizer with tokenizer.save_pretrained(folder)")
     return _from_pretrained(AutoTokenizer, where, spec or default_model(), "tokenizer")
 
 
@@ -225,14 +232,112 @@ def load_causal_lm(spec: Any = None, *, dtype: Any = "fp32", **kwargs: Any):
     from transformers import AutoModelForCausalLM
 
     kwargs = {**_dtype_kwargs(as_torch_dtype(dtype)), **kwargs}  # a bad dtype fails before any download
+    return load_model(AutoModelForCausalLM, spec, what="model", **kwargs)
+
+
+
+
+#: Weights that textgym adds on purpose on top of a loaded model, so a load may report them as new
+#: (name prefixes, matched against transformers' missing keys). Everything else must come from the folder.
+ALLOWED_NEW_WEIGHTS: tuple[str, ...] = ("value_head.", "v_head.")
+
+#: What each loader class needs a folder to hold, for the error message.
+_EXPECTED = {
+    "AutoModelForCausalLM": "a causal language model (an ...ForCausalLM / ...LMHeadModel folder, e.g. a "
+                            "`textgym train` checkpoint or a hub LM)",
+    "AutoModelForSequenceClassification": "a sequence classifier (an ...ForSequenceClassification folder with "
+                                          "its trained classification head)",
+    "AutoModel": "a transformer encoder (any model folder; task heads are ignored)",
+}
+
+
+def _found(where: Path) -> tuple[str, str]:
+    """(what ``where`` is, "; open it with ...") from :func:`textgym.filekinds.identify`."""
+    from textgym.filekinds import identify
+
+    found = identify(where)
+    return found.what, (f"; open it with {found.opens.replace('PATH', str(where))}" if found.opens else "")
+
+
+def check_loading_info(info: dict[str, Any], where: Path | str, expected: str, what: str = "model",
+                       allowed: tuple[str, ...] = ALLOWED_NEW_WEIGHTS) -> None:
+    """Refuse a load whose weights transformers had to initialise fresh (other than ``allowed`` heads).
+
+    Args:
+        info: ``from_pretrained(..., output_loading_info=True)``'s second value.
+        where: The folder (or hub id) that was loaded.
+        expected: The loader class's name (a key of ``_EXPECTED``) or a description.
+        what: How the error names the model (``"reward model encoder"``, ``"classifier"``, ...).
+        allowed: Missing-key prefixes that are heads textgym adds itself.
+
+    Raises:
+        ValueError: Names the folder, what it holds, what was expected and the new weights.
+    """
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(allowed))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    if not missing and not mismatched:
+        return
+    holds, opens = _found(where) if isinstance(where, Path) else (f"hub model {where!r}", "")
+    new = missing + mismatched
+    shown = ", ".join(new[:4]) + (f" (+{len(new) - 4} more)" if len(new) > 4 else "")
+    raise ValueError(f"{what} folder {where} holds {holds}, but {_EXPECTED.get(expected, expected)} was expected: "
+                     f"loading it would initialise {len(new)} weight(s) at random ({shown}){opens}")
+
+
+def load_model(auto_cls: Any, spec: Any, *, what: str = "model", **kwargs: Any):
+    """Load a pretrained model through the one guard every textgym model load passes.
+
+    Args:
+        auto_cls: A transformers auto class (or its name, e.g. ``"AutoModelForSequenceClassification"``).
+        spec: A name or folder (see :func:`resolve_model_path`).
+        what: How errors name the model.
+        **kwargs: More ``from_pretrained`` arguments.
+
+    Raises:
+        ValueError: The folder lacks weights the class needs (see :func:`check_loading_info`), or is corrupt.
+        OSError / FileNotFoundError: The folder or hub id cannot be found.
+    """
+    if isinstance(auto_cls, str):
+        import transformers
+
+        auto_cls = getattr(transformers, auto_cls)
     where = resolve_model_path(spec)
-    if isinstance(where, Path) and not (where / "config.json").is_file():
-        raise FileNotFoundError(f"model folder {where} has no config.json; save one with model.save_pretrained(folder)")
-    return _from_pretrained(AutoModelForCausalLM, where, spec or default_model(), "model", **kwargs)
+    if isinstance(where, Path):
+        _check_kind(where, auto_cls.__name__, what)
+    model, info = _from_pretrained(auto_cls, where, spec or default_model(), what, output_loading_info=True, **kwargs)
+    check_loading_info(info, where, auto_cls.__name__, what)
+    return model
 
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
-                    "spiece.model", "sentencepiece.bpe.model")
+# Folder kinds (textgym.filekinds) that a loader class must not open even when no weight would be new.
+_REFUSED_KINDS = {"AutoModelForCausalLM": ("classifier", "reward-model", "encoder", "tokenizer"),
+                  "AutoModelForSequenceClassification": ()}
+
+
+def check_model_kind(spec: Any, what: str = "--model") -> None:
+    """Refuse early a local folder that is no causal LM (before a tokenizer or env is built from it).
+
+    Only the folder's recorded kind is checked here; the weights are checked when :func:`load_model` loads them.
+    """
+    if spec is None or not isinstance(spec, (str, os.PathLike)):
+        return
+    where = resolve_model_path(spec)
+    if isinstance(where, Path):
+        _check_kind(where, "AutoModelForCausalLM", what)
+
+
+def _check_kind(where: Path, cls_name: str, what: str) -> None:
+    """A folder without config.json, or one whose recorded architecture the class must not open, is refused."""
+    from textgym.filekinds import WrongFileError, identify
+
+    found = identify(where)
+    opens = f"; open it with {found.opens.replace('PATH', str(where))}" if found.opens else ""
+    if not (where / "config.json").is_file():
+        raise FileNotFoundError(f"{what} folder {where} has no config.json: it is {found.what}{opens}; "
+                                "a model folder is written by model.save_pretrained(folder)")
+    if found.kind in _REFUSED_KINDS.get(cls_name, ()):
+        raise WrongFileError(f"{what} folder {where} holds {found.what}, but {_EXPECTED.get(cls_name, cls_name)} "
+                             f"was expected{opens}")
 
 
 def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **kwargs: Any):
@@ -246,5 +351,8 @@ def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **k
                           f"{sorted(KNOWN_MODELS)}, and the Hugging Face hub could not provide it "
                           f"({' '.join(str(exc).split())[:160]})") from None
         raise OSError(f"{what} folder {where} cannot be loaded: {' '.join(str(exc).split())[:200]}") from None
-    except (ValueError, RuntimeError) as exc:  # corrupt or truncated weight/config files
+    except (ValueError, RuntimeError, KeyError) as exc:  # corrupt or truncated files, a class that cannot open it
+        if isinstance(where, Path) and (where / "config.json").is_file():
+            raise ValueError(f"{what} folder {where} holds {_found(where)[0]}, which "
+                             f"{auto_cls.__name__} cannot load: {' '.join(str(exc).split())[:200]}") from None
         raise ValueError(f"{what} {str(name)!r} ({where}) cannot be loaded: {' '.join(str(exc).split())[:200]}") from None

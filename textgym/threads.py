@@ -105,10 +105,10 @@ def parse_threads(text: str) -> int | str:
         value = int(text.strip())
     except ValueError:
         value = 0
-    if value < 1:
+    if value < 1 or value > 4096:  # torch.set_num_threads takes a C int; no machine has more cores
         import argparse
 
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto' (at most 4096), got {text!r}")
     return value
 
 

@@ -21,9 +21,17 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from textgym.devices import resolve_device
+from textgym.fieldtypes import check_arg_types
 from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_options, check_sample_index,
                           episode_flags, sample_references)
 
+
+
+def per_env(values: Sequence[Any], name: str, num_envs: int) -> Sequence[Any]:
+    """``values`` if it holds one entry per env, else ValueError naming ``name`` and both lengths."""
+    if len(values) != num_envs:
+        raise ValueError(f"{name} must hold one entry per env: got {len(values)} for {num_envs} envs")
+    return values
 
 class TokenVecEnv(VecEnv):
     """N copies of a :class:`TextEnv`'s task as one batch of tensors.
@@ -45,6 +53,7 @@ class TokenVecEnv(VecEnv):
     """
 
     def __init__(self, env: TextEnv, num_envs: int, device: str | torch.device = "auto") -> None:
+        check_arg_types(TokenVecEnv.__init__, {"num_envs": num_envs, "device": device})  # (env: unwrapped below)
         env = env.unwrapped if isinstance(env, gym.Env) else env
         if not isinstance(env, TextEnv):
             raise TypeError(f"TokenVecEnv needs a textgym TextEnv, got {type(env).__name__}")
@@ -156,6 +165,17 @@ class TokenVecEnv(VecEnv):
             raise ValueError(f"seed_next_reset needs one seed and one options entry per env ({self.num_envs}), "
                              f"got {len(seeds)} and {len(options)}")
         self._seeds, self._options = list(seeds), [dict(o) if o else {} for o in options]
+
+    def seed(self, seed: int | Sequence[int | None] | None = None) -> Sequence[None | int]:
+        """SB3's ``seed``: one int (``seed + i`` per env), or one seed per env (a list of ``num_envs``)."""
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            self._seeds = list(per_env(seed, "seed", self.num_envs))
+            return self._seeds
+        return super().seed(seed)
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        """SB3's ``set_options``: one dict for every env, or a list of ``num_envs`` dicts."""
+        super().set_options(per_env(options, "options", self.num_envs) if isinstance(options, (list, tuple)) else options)
 
     def reset_all(self, seed: int | None = None) -> None:
         """Start a new episode in every env (seeds ``seed + i`` when given)."""

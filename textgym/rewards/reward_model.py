@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from textgym.io import atomic_dir, read_json
+from textgym.fieldtypes import check_field_types
+from textgym.models import load_model
 from textgym.rewards.scoring import (
     DEFAULT_ENCODER,
     RM_CONFIG_FILE,
@@ -53,6 +55,7 @@ class RewardModelConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.input not in ("generation", "pair"):
             raise ValueError(f"input must be 'generation' or 'pair', got {self.input!r}")
         if self.output not in ("probability", "score"):
@@ -96,7 +99,8 @@ class RewardModel(BatchedScorer):
             from transformers import AutoModel, AutoTokenizer
 
             path = resolve_encoder_path(self.config.encoder)
-            encoder, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+            encoder = load_model(AutoModel, path, what="reward model encoder")
+            tokenizer = AutoTokenizer.from_pretrained(path)
         elif tokenizer is None:
             raise TypeError("an encoder object needs its tokenizer: pass tokenizer=...")
         self.encoder, self.tokenizer = encoder.to(self.device).eval(), tokenizer
@@ -159,7 +163,7 @@ class RewardModel(BatchedScorer):
         if unknown:
             raise ValueError(f"{path / RM_CONFIG_FILE} has unknown keys {unknown}")
         config = RewardModelConfig(**data)
-        encoder = AutoModel.from_pretrained(path / "encoder")
+        encoder = load_model(AutoModel, path / "encoder", what="reward model encoder")
         tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
         head = _make_head(encoder.config.hidden_size, config.head_hidden)
         try:

@@ -62,6 +62,10 @@ def resolve_reward_model_path(spec: str | os.PathLike) -> Path:
     cached = cache_dir() / "reward_models" / str(spec)
     if (cached / RM_CONFIG_FILE).is_file():
         return cached
+    if path.exists():
+        from textgym.filekinds import require
+
+        require(path, ("reward-model",), "rm:", "a saved reward model folder (with reward_model.json)")
     if str(spec) in KNOWN_REWARD_MODELS:
         raise FileNotFoundError(f"reward model {str(spec)!r} is not trained yet (looked in {cached}); "
                                 f"make it with: {KNOWN_REWARD_MODELS[str(spec)]}")
@@ -74,9 +78,11 @@ def _load_pretrained(kind: str, path: str, device: str):
     """Load (tokenizer, model) once per process; shared read-only by every reward naming it."""
     import transformers
 
-    cls = getattr(transformers, kind)
+    from textgym.models import load_model
+
+    what = {"AutoModelForSequenceClassification": "classifier", "AutoModel": "embedding model"}.get(kind, "model")
+    model = load_model(kind, path, what=what).to(device).eval()  # refuses a folder of another kind
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = cls.from_pretrained(path).to(device).eval()
     model.requires_grad_(False)
     return tokenizer, model
 

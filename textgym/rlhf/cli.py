@@ -64,7 +64,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     store = PreferenceStore(args.db)
     for path in args.jsonl:
         read, added = store.import_jsonl(path)
-        print(f"{path}: {read} pairs read, {added} new answers")
+        print(f"{path}: {read} pairs read, {added} new answers, {read - added} skipped (already imported)")
     print(f"{args.db}: {store.progress()}")
     return 0
 
@@ -173,8 +173,8 @@ def add_rlhf_commands(subparsers: Any) -> None:
                           "default): hashed n-gram logistic regression; prints held-out accuracy")
     bsen.add_argument("--data-dir", default=None, help="folder with imdb/ and sentiment/ (default: $TEXTGYM_DATA_DIR)")
     bsen.add_argument("--out", default=None, help=".npz file (default: the packaged textgym/rewards/weights/sentiment.npz)")
-    bsen.add_argument("--bits", type=int, default=18, help="2**bits hash buckets (default: %(default)s)")
-    bsen.add_argument("--windows", type=int, default=3, help="random 40-word windows per review (default: %(default)s)")
-    bsen.add_argument("--seed", type=int, default=0)
+    bsen.add_argument("--bits", type=int_in(8, 20), default=18, help="2**bits hash buckets (default: %(default)s)")
+    bsen.add_argument("--windows", type=int_in(0), default=3, help="random 40-word windows per review (default: %(default)s)")
+    bsen.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     bsen.add_argument("--limit", type=int_in(1), default=None, help="at most this many texts per source (quick runs)")
     bsen.set_defaults(func=_cmd_build_sentiment)

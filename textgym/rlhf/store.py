@@ -134,8 +134,11 @@ class PreferenceStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).expanduser()
         if self.path.is_dir():
-            raise IsADirectoryError(f"preference store {self.path} is a folder; give an SQLite file name "
-                                    "(e.g. preferences.sqlite)")
+            from textgym.filekinds import identify
+
+            raise IsADirectoryError(f"preference store {self.path} is a folder ({identify(self.path).what}); give an "
+                                    "SQLite file name (e.g. preferences.sqlite)")
+        self._check_existing()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with closing(self._connect()) as con:
@@ -148,6 +151,25 @@ class PreferenceStore:
         except sqlite3.DatabaseError as err:
             raise ValueError(f"preference store {self.path} is not a textgym preference database ({err}); "
                              "give a new file name or one written by textgym rlhf") from None
+
+    def _check_existing(self) -> None:
+        """An existing file must be a textgym preference database (or empty), checked read-only before any write."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        from textgym.filekinds import require
+
+        require(self.path, ("sqlite",), "preference store", "an SQLite preference database (or a new file name)")
+        try:
+            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)) as con:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables & {"pairs", "answers"}:
+                    self._check_schema(con)  # a table of the same name that is not textgym's
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"preference store {self.path} is not a textgym preference database ({err}); "
+                             "give a new file name or one written by textgym rlhf") from None
+        if tables and not tables & {"pairs", "answers"}:
+            raise ValueError(f"preference store {self.path} is an SQLite database of another program (tables "
+                             f"{sorted(tables)[:5]}), not a textgym preference store; use another file")
 
     def _check_schema(self, con: sqlite3.Connection) -> None:
         """A file that already had other tables named ``pairs`` / ``answers`` is refused now."""
@@ -212,7 +234,8 @@ class PreferenceStore:
     def import_jsonl(self, path: str | os.PathLike, annotator: str | None = None) -> tuple[int, int]:
         """Load ``{"prompt", "chosen", "rejected"}`` lines as answered pairs (chosen = A).
 
-        Importing the same file again adds nothing. Returns ``(lines read, answers added)``.
+        A preference is identified by its content (prompt, chosen, rejected), never by the file: importing
+        the same pairs again, from this file or another, adds nothing. Returns ``(lines read, answers added)``.
 
         Raises:
             ValueError: A line is not JSON or lacks a field (names the file and line).
@@ -220,8 +243,12 @@ class PreferenceStore:
         path = Path(path)
         who = annotator or f"{IMPORT_PREFIX}{path.name}"
         items, n_added = [], 0
-        if not path.is_file():
+        from textgym.filekinds import require
+
+        if not path.exists():
             raise FileNotFoundError(f"{path} does not exist or is not a file")
+        require(path, ("jsonl-preferences", "jsonl", "json", "empty-file"), "rlhf import",
+                "a JSONL file of {prompt, chosen, rejected} lines")
         with path.open("rb") as fh:
             for line_no, row in json_lines(_lines(fh, path), path):
                 missing = [k for k in ("prompt", "chosen", "rejected")
@@ -233,8 +260,12 @@ class PreferenceStore:
                     raise ValueError(f"{path}:{line_no}: chosen and rejected are the same text; a preference "
                                      "needs two different candidates")
                 items.append((row["prompt"], row["chosen"], row["rejected"]))
-        for pid in self.add_pairs(items, source=f"{IMPORT_PREFIX}{path.name}"):
-            n_added += self.answer(pid, "A", who)
+        pids = self.add_pairs(items, source=f"{IMPORT_PREFIX}{path.name}")
+        # A preference is its content: a pair already imported (from any file, under any name) is skipped.
+        done = {r[0] for r in self._rows("SELECT DISTINCT pair_id FROM answers WHERE substr(annotator, 1, 7) = 'import:'")}
+        for pid in dict.fromkeys(pids):
+            if pid not in done:
+                n_added += self.answer(pid, "A", who)
         return len(items), n_added
 
     # --- reading -----------------------------------------------------------------------

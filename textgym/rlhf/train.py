@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar
 
+from textgym.fieldtypes import check_field_types
 from textgym.rlhf.store import Preference, PreferenceStore
 
 __all__ = ["FitConfig", "fit_labels", "fit_preferences", "pairwise_accuracy", "split_by_group",
@@ -57,6 +58,7 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # a string learning rate is a type error before any comparison
         for name in ("n_epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

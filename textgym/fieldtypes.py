@@ -1,0 +1,141 @@
+"""Type checks derived from dataclass field hints: one mechanism for every config dataclass.
+
+A config dataclass calls :func:`check_field_types` in ``__post_init__``; every field then gets its
+type checked against its annotation, so a field added later is covered without a new check:
+
+* ``int`` refuses floats (``8.5`` and ``8.0`` alike), strings and bools;
+* ``float`` accepts ints, refuses strings (``"3e-4"`` is named as a quoted number) and bools;
+* ``str``, ``bool`` and ``dict`` take only their own type;
+* ``list[X]`` refuses a bare string (Python would iterate it character by character) and checks items;
+* ``X | None`` lets ``None`` through; ``Any`` and callables (SB3 schedules) are not checked.
+
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class C:
+...     n: int = 1
+...     def __post_init__(self):
+...         check_field_types(self)
+>>> C(n=2.5)
+Traceback (most recent call last):
+...
+TypeError: n must be an int, got 2.5 (a float)
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import inspect
+import types
+import typing
+from typing import Any, Union
+
+from textgym.argtypes import INT_MAX
+
+__all__ = ["check_arg_types", "check_field_types", "type_problem"]
+
+
+def _name(hint: Any) -> str:
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type):
+        return {"int": "an int", "float": "a number", "str": "a string", "bool": "a bool (true/false)",
+                "dict": "a mapping", "list": "a list"}.get(hint.__name__, f"a {hint.__name__}")
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_name(h) for h in typing.get_args(hint))
+    if origin is collections.abc.Sequence:
+        return f"a list of {_name(typing.get_args(hint)[0]).split(' ', 1)[-1]}s"
+    if origin is list:
+        return f"a list of {_name(typing.get_args(hint)[0]).split(' ', 1)[-1]}s"
+    if origin is dict:
+        return "a mapping"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    return str(hint).replace("typing.", "")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT_MAX
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is collections.abc.Sequence:  # any sequence but a bare string (iterated character by character)
+        (item,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, collections.abc.Sequence) or isinstance(value, (str, bytes)):
+            return False
+        return not isinstance(value, (list, tuple)) or all(_fits(v, item) for v in value)  # lazy ones: not iterated
+    if origin in (dict, collections.abc.Mapping):
+        return isinstance(value, collections.abc.Mapping)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a hint this checker does not know: the field's own checks apply
+
+
+def type_problem(name: str, value: Any, hint: Any) -> str | None:
+    """The message for ``value`` in a field ``name`` typed ``hint``, or ``None`` when it fits."""
+    if _fits(value, hint):
+        return None
+    what = f"{value!r} ({'a quoted number' if _numeric_text(value) else 'a ' + type(value).__name__})"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+        what = f"{value!r} (beyond int64, the largest whole number a tensor holds)"
+    listy = (list, collections.abc.Sequence)
+    if isinstance(value, str) and (typing.get_origin(hint) in listy or (
+            typing.get_origin(hint) in (Union, types.UnionType)
+            and any(typing.get_origin(h) in listy for h in typing.get_args(hint)))):
+        what = f"the bare string {value!r} (write a list: [{value}])"
+    return f"{name} must be {_name(hint)}, got {what}"
+
+
+def _numeric_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_field_types(obj: Any, owner: str = "") -> None:
+    """Raise TypeError naming the first field of dataclass ``obj`` whose value does not fit its annotation.
+
+    Args:
+        obj: A dataclass instance.
+        owner: Prefix for the message (e.g. the section a YAML key sits in).
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if callable(value) and not isinstance(value, type) and not dataclasses.is_dataclass(value):
+            continue  # SB3 schedules (learning_rate=lambda progress: ...)
+        problem = type_problem(f.name, value, hints.get(f.name, Any))
+        if problem:
+            raise TypeError(f"{owner}: {problem}" if owner else problem)
+
+
+def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "") -> None:
+    """Raise TypeError naming the first argument of ``fn`` (by its annotations) whose value does not fit.
+
+    Call it first in a public constructor as ``check_arg_types(Cls.__init__, locals())``: only ``fn``'s own
+    annotated parameters are checked (``self``, ``**kwargs`` and ``Any`` are skipped).
+    """
+    hints = typing.get_type_hints(fn)
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == "self" or name not in values or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        problem = type_problem(name, values[name], hints.get(name, Any))
+        if problem:
+            raise TypeError(f"{owner}: {problem}" if owner else problem)
