@@ -93,8 +93,9 @@ def _folder(path: Path) -> FileKind:
 def _agent_zip(data: dict) -> FileKind:
     kwargs = data.get("policy_kwargs") if isinstance(data.get("policy_kwargs"), dict) else {}
     policy = data.get("policy_class")
-    module = policy.get("__module__", "") if isinstance(policy, dict) else ""
-    if not module.startswith("agents."):
+    # SB3's format: {"__module__": ...} beside a pickle; textgym's safe format (agents.agent_zip): {"name": "module.Class"}
+    module = (policy.get("__module__") or policy.get("name") or "") if isinstance(policy, dict) else ""
+    if not str(module).startswith("agents."):
         return FileKind("sb3-zip", "an SB3 agent zip with a non-text policy", "stable_baselines3's own load")
     algo = data.get("text_algorithm") or ("PPO-family" if "clip_range" in data else "A2C-family")
     lora = " (LoRA adapters)" if kwargs.get("lora") else ""
