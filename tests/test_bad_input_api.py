@@ -205,7 +205,8 @@ def _function_targets() -> dict[str, tuple[Any, Any, tuple[str, ...]]]:
     from agents.policies import TransformerPolicy
     from textgym.core import TextEnv
     from textgym.rewards import make_reward
-    from textgym.vector import TokenVecEnv, make_vec
+    from textgym.gym_vector import make_vec
+    from textgym.vector import TokenVecEnv
 
     return {
         "gym.make(textgym/...)": (_make_env, TextEnv.__init__, ("samples", "tokenizer", "reward")),
