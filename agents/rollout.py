@@ -14,6 +14,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from agents.buffers import EpisodeBatch
 from agents.logprobs import log_probs_and_entropy, sample_with_log_probs
 from agents.policies import TransformerPolicy, padding_columns, position_ids
+from agents.seq2seq import DecoderSteps, is_seq2seq, start_token
+from agents.seq2seq import step_hidden as seq2seq_step_hidden
 
 # Called once per lockstep step of the N envs with SB3's per-step locals; False stops the rollout.
 StepHook = Callable[[dict[str, Any]], bool]
@@ -26,8 +28,9 @@ _CACHE = "cache" if "cache" in {f.name for f in fields(BaseModelOutputWithPast)}
 class StepObservations(Mapping):
     """``new_obs`` for callbacks: the envs' ``(N, L)`` observations after one step, made only when read."""
 
-    def __init__(self, load: Callable[[], dict[str, np.ndarray]]) -> None:
-        self._load_fn = load
+    def __init__(self, load: Callable[[], dict[str, np.ndarray]], keys: tuple[str, ...] = ("input_ids", "attention_mask")
+                 ) -> None:
+        self._load_fn, self._keys = load, keys
         self._arrays: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -39,10 +42,10 @@ class StepObservations(Mapping):
         return self._load()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(("input_ids", "attention_mask"))
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return 2
+        return len(self._keys)
 
 
 class EndWatch:
@@ -135,27 +138,61 @@ class _Steps:
     last: int = 0  # the step at which every episode had ended
 
 
+class _CausalSteps:
+    """The KV-cache forward passes of a causal LM: one prefill of the prompts, then one token per step."""
+
+    def __init__(self, trunk: nn.Module, venv: Any) -> None:
+        prompt_mask = venv.attention_mask[:, : venv.prompt_length]
+        start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
+        self.trunk, self.ids, self.mask = trunk, venv.input_ids[:, start : venv.prompt_length], prompt_mask[:, start:]
+        self.padded = not bool(self.mask.all())  # one sync per rollout: without padding the decode steps need no mask
+        self.cache: Any = None
+
+    def first(self) -> th.Tensor:
+        """Prefill the prompts; hidden state at each row's last prompt token. ``-> (N, H)``."""
+        out = self.trunk(input_ids=self.ids, attention_mask=self.mask, position_ids=position_ids(self.mask),
+                         use_cache=True)
+        self.cache, self.next_position = out[_CACHE], self.mask.sum(-1, keepdim=True)  # (N, 1)
+        return out.last_hidden_state[:, -1]
+
+    def step(self, tokens: th.Tensor) -> th.Tensor:
+        """Feed one token per row (``(N, 1)``); hidden state after it. ``-> (N, H)``."""
+        self.mask = th.cat([self.mask, th.ones_like(self.mask[:, :1])], dim=1)
+        mask = decode_attention_mask(self.trunk.config, self.mask) if self.padded else None
+        out = self.trunk(input_ids=tokens, position_ids=self.next_position, use_cache=True, attention_mask=mask,
+                         **{_CACHE: self.cache})
+        self.cache, self.next_position = out[_CACHE], self.next_position + 1
+        return out.last_hidden_state[:, -1]
+
+
+def _forward_steps(policy: TransformerPolicy, venv: Any) -> Any:
+    """The decode's forward passes: :class:`_CausalSteps`, or for an encoder-decoder
+    :class:`agents.seq2seq.DecoderSteps` (the encoder once, then the decoder with its KV cache)."""
+    trunk = policy.lm.base_model
+    if not is_seq2seq(trunk):
+        return _CausalSteps(trunk, venv)
+    start = getattr(venv.layout, "decoder_start_token_id", None)
+    if start != start_token(trunk):
+        raise ValueError(f"the env starts the decoder from token {start!r} (layout={venv.layout.name!r}) but the "
+                         f"{trunk.config.model_type} model's decoder_start_token_id is {start_token(trunk)}: make the "
+                         "env with the model's tokenizer folder and layout='seq2seq' (or 'auto')")
+    return DecoderSteps(trunk, venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length])
+
+
 def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Steps:
     """Prefill the prompts, then sample one token per env per step with a KV cache until all finish.
 
     No host sync per token: sampling skips argument checks, the env's transition stays on the device,
     and the end of the rollout is watched by :class:`EndWatch`.
     """
-    n, prompt_len, horizon, device = venv.num_envs, venv.prompt_length, venv.max_new_tokens, venv.device
+    n, horizon, device = venv.num_envs, venv.max_new_tokens, venv.device
     zeros = th.zeros((n, horizon), device=device)
     steps = _Steps(th.full((n, horizon), venv.pad_token_id, dtype=th.long, device=device),
                    th.zeros((n, horizon), dtype=th.long, device=device),
                    th.zeros((n, horizon), dtype=th.bool, device=device), zeros, zeros.clone())
-    shared_critic, trunk = policy.critic_trunk is None, policy.lm.base_model
-    prompt_mask = venv.attention_mask[:, :prompt_len]
-    start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
-    mask = prompt_mask[:, start:]
-    padded = not bool(mask.all())  # one sync per rollout: without padding the decode steps need no mask
+    shared_critic, forward = policy.critic_trunk is None, _forward_steps(policy, venv)
     with policy.autocast():
-        out = trunk(input_ids=venv.input_ids[:, start:prompt_len], attention_mask=mask,
-                    position_ids=position_ids(mask), use_cache=True)
-    hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]  # (N, H)
-    next_position = mask.sum(-1, keepdim=True)  # (N, 1)
+        hidden = forward.first()  # (N, H)
     watch = EndWatch(device, horizon, check_lag)
     for t in range(horizon):
         actions, log_probs = sample_with_log_probs(policy.logits_from_hidden(hidden))  # (N,), (N,)
@@ -167,12 +204,8 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Ste
         watch.record(t, venv.finished)
         if t == horizon - 1 or watch.ended(t):
             break
-        mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
         with policy.autocast():
-            out = trunk(input_ids=steps.tokens[:, t : t + 1], position_ids=next_position, use_cache=True,
-                        attention_mask=decode_attention_mask(trunk.config, mask) if padded else None, **{_CACHE: cache})
-        hidden, cache = out.last_hidden_state[:, -1], out[_CACHE]
-        next_position = next_position + 1
+            hidden = forward.step(steps.tokens[:, t : t + 1])
     steps.last = watch.settle(t)
     return steps
 
@@ -223,7 +256,7 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.n
                   finals: list[dict[int, dict]], on_step: StepHook) -> bool:
     """Call ``on_step`` for each step of a finished rollout with the locals SB3's loop would have had then."""
     ids, mask = venv.input_ids.cpu().numpy(), venv.attention_mask.cpu().numpy()  # (N, L): the final rows
-    final_rows = {"input_ids": ids, "attention_mask": mask}
+    final_rows = venv.as_observation(ids, mask)
     tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
     ends = step_mask.sum(1) - 1  # (N,)
     truncated = tokens[np.arange(len(ends)), ends] != venv.eos_token_id  # (N,) how each episode ended
@@ -231,14 +264,14 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: np.n
 
     def observations(t: int) -> dict[str, np.ndarray]:  # the rows after step t: later columns blanked
         later = slice(venv.prompt_length + t + 1, None)
-        obs = {"input_ids": ids.copy(), "attention_mask": mask.copy()}
-        obs["input_ids"][:, later], obs["attention_mask"][:, later] = venv.pad_token_id, 0
-        return obs
+        step_ids, step_mask = ids.copy(), mask.copy()
+        step_ids[:, later], step_mask[:, later] = venv.pad_token_id, 0
+        return venv.as_observation(step_ids, step_mask)
 
     for t in range(steps.last + 1):
         returns += rewards[:, t]
         lengths += step_mask[:, t]
-        step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
+        step_locals = {"new_obs": StepObservations(lambda t=t: observations(t), tuple(final_rows)), "rewards": rewards[:, t],
                        "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths), final_rows),
                        "actions": actions[:, t], "values": steps.values[:, t : t + 1],
                        "log_probs": steps.log_probs[:, t]}
@@ -284,6 +317,8 @@ def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None), 
     columns that are padding in every row of ``rows`` are left out of the pass (same results), in
     multiples of ``align``.
     """
+    if is_seq2seq(trunk):  # the encoder over the sources, the decoder over start + actions
+        return seq2seq_step_hidden(trunk, batch, rows)
     ids, mask = batch.sequences(rows)
     prompt_len = batch.prompt_ids.shape[1]
     start = padding_columns(mask[:, :prompt_len]) // align * align
