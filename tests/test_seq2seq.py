@@ -1,0 +1,233 @@
+"""Encoder-decoder policies (T5, BART): the seq2seq layout, the fast path against the stock path, learning,
+saving, LoRA and the errors; config-built tiny models, no download."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from tiny import tiny_env, tiny_llama_config, tiny_tokenizer
+from tiny_seq2seq import START, save_tiny_seq2seq, tiny_seq2seq_config, tiny_seq2seq_env
+
+from agents import PPO
+from agents.buffers import compute_gae
+from agents.losses import ppo_loss
+from agents.rollout import evaluate_episodes, generate_episodes, reference_log_probs
+from textgym.vector import TokenVecEnv
+
+N = 6
+KINDS = pytest.mark.parametrize("kind", ["t5", "bart"])
+
+
+def policy_kwargs(kind: str, tok, **extra):
+    return dict(model_name=None, model_config=tiny_seq2seq_config(kind, len(tok)), **extra)
+
+
+def tiny_agent(kind: str, n_envs: int = N, max_new_tokens: int = 5, **kwargs):
+    tok = tiny_tokenizer()
+    venv = TokenVecEnv(tiny_seq2seq_env(kind, tok, max_new_tokens=max_new_tokens), n_envs, device="cpu")
+    venv.seed(0)
+    extra = kwargs.pop("policy_extra", {})
+    kwargs = {"n_steps": 8, "batch_size": 16, "seed": 0, "kl_coef": 0.1, **kwargs}
+    return PPO("TransformerPolicy", venv, policy_kwargs=policy_kwargs(kind, tok, temperature=0.9, **extra), **kwargs)
+
+
+# --- the layout --------------------------------------------------------------------------------
+def test_seq2seq_observation_layout():
+    env = tiny_seq2seq_env("t5", max_new_tokens=3)
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask"}
+    assert obs["input_ids"].shape == (10,) and obs["decoder_input_ids"].shape == (4,)
+    n = int(obs["attention_mask"].sum())
+    assert obs["attention_mask"][:n].all() and not obs["attention_mask"][n:].any()  # source right-padded
+    assert obs["decoder_input_ids"][0] == START["t5"] and obs["decoder_attention_mask"].tolist() == [1, 0, 0, 0]
+    word = env.tokenizer.convert_tokens_to_ids("good")
+    obs, *_ = env.step(word)
+    assert obs["decoder_input_ids"][:2].tolist() == [START["t5"], word] and obs["decoder_attention_mask"][:2].all()
+    # Same actions, rewards and infos as the causal layout.
+    causal = tiny_env(env.tokenizer, max_new_tokens=3)
+    causal.reset(seed=0)
+    for e in (env, causal):
+        e.reset(seed=3)
+    a = [env.step(word)[1:] for _ in range(3)]
+    b = [causal.step(word)[1:] for _ in range(3)]
+    assert [x[:3] for x in a] == [x[:3] for x in b] and a[-1][3]["generation"] == b[-1][3]["generation"]
+
+
+def test_vector_env_matches_single_env_in_seq2seq_layout():
+    env = tiny_seq2seq_env("bart", max_new_tokens=3)
+    venv = TokenVecEnv(tiny_seq2seq_env("bart", max_new_tokens=3), 2, device="cpu")
+    venv.seed(5)
+    obs = venv.reset()
+    single, _ = env.reset(seed=5)
+    for key in single:
+        np.testing.assert_array_equal(obs[key][0], single[key])
+    venv.step_async(np.array([5, 5]))
+    obs, *_ = venv.step_wait()
+    single, *_ = env.step(5)
+    for key in single:
+        np.testing.assert_array_equal(obs[key][0], single[key])
+
+
+@KINDS
+def test_env_checkers_in_both_layouts_from_a_model_folder(kind, tmp_path):
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    folder = save_tiny_seq2seq(kind, tmp_path / kind)
+    for layout, keys in (("auto", 4), ("seq2seq", 4)):
+        env = gym.make("textgym/Summarization-v0", tokenizer=folder, layout=layout, max_prompt_length=48).unwrapped
+        gym_check(env)
+        sb3_check(env, warn=False)
+        assert len(env.observation_space.spaces) == keys
+        assert env.layout.decoder_start_token_id == START[kind]  # the model config's
+    env = gym.make("textgym/Summarization-v0", tokenizer=tiny_tokenizer()).unwrapped  # the default stays causal
+    gym_check(env)
+    sb3_check(env, warn=False)
+    assert set(env.observation_space.spaces) == {"input_ids", "attention_mask"}
+
+
+def test_bad_layouts_say_which_layout_and_model_kind(tmp_path, tiny_model):
+    import gymnasium as gym
+
+    folder = save_tiny_seq2seq("t5", tmp_path / "t5")
+    with pytest.raises(ValueError, match="layout='seq2seq'.*causal model"):
+        tiny_env(tiny_model, layout="seq2seq")  # a llama's tokenizer folder
+    with pytest.raises(ValueError, match="layout='causal'.*seq2seq model"):
+        tiny_env(folder, layout="causal", decoder_start_token_id=0)
+    with pytest.raises(ValueError, match="layout='seq2seq' needs the encoder-decoder model's decoder start token"):
+        tiny_env(tiny_tokenizer(), layout="seq2seq")  # no config beside a bare tokenizer
+    with pytest.raises(ValueError, match="layout must be one of"):
+        gym.make("textgym/Generation-v0", tokenizer=folder, layout="encoder")
+    tok = tiny_tokenizer()
+    with pytest.raises(ValueError, match="layout='causal' but .* is a seq2seq model"):
+        PPO("TransformerPolicy", TokenVecEnv(tiny_env(tok), 2, device="cpu"), policy_kwargs=policy_kwargs("t5", tok))
+    with pytest.raises(ValueError, match="layout='seq2seq' but .* is a causal model"):
+        PPO("TransformerPolicy", TokenVecEnv(tiny_seq2seq_env("t5", tok), 2, device="cpu"),
+            policy_kwargs=dict(model_name=None, model_config=tiny_llama_config(len(tok))))
+    from textgym.core import TextEnv
+
+    samples = tiny_env(tok).samples
+    long_source = TokenVecEnv(TextEnv(samples, tok, layout="seq2seq", decoder_start_token_id=1, max_prompt_length=80),
+                              2, device="cpu")
+    with pytest.raises(ValueError, match="layout='seq2seq'.*seq2seq model's encoder \\(bart\\) takes at most 64"):
+        PPO("TransformerPolicy", long_source, policy_kwargs=policy_kwargs("bart", tok))
+
+
+# --- the policy ---------------------------------------------------------------------------------
+@KINDS
+def test_actor_logits_are_the_models_own(kind):
+    model = tiny_agent(kind, n_envs=2)
+    lm = model.policy.lm
+    if hasattr(lm, "final_logits_bias"):
+        lm.final_logits_bias.normal_()  # BART's head adds it: the actor must too
+    venv = model.env
+    venv.reset()
+    venv.step_async(np.array([5, 6]))
+    venv.step_wait()
+    obs = {k: th.as_tensor(v) for k, v in venv.observations().items()}
+    with th.no_grad():
+        full = lm(**obs).logits  # (B, 1 + T, V): plain transformers on the observation
+        last = obs["decoder_attention_mask"].sum(-1) - 1
+        expected = th.log_softmax(full[th.arange(2), last] / 0.9, -1)
+        dist = model.policy.get_distribution(obs).distribution
+    th.testing.assert_close(dist.logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def stock_observations(venv, batch):
+    """Every step of every episode as the seq2seq observation the stock SB3 path would see."""
+    start, horizon = venv.layout.decoder_start_token_id, venv.max_new_tokens
+    out = []
+    for e in range(batch.num_episodes):
+        for t in range(int(batch.step_mask[e].sum())):
+            dec = th.full((1 + horizon,), venv.pad_token_id, dtype=th.long)
+            dec_mask = th.zeros_like(dec)
+            dec[0], dec[1 : 1 + t], dec_mask[: 1 + t] = start, batch.tokens[e, :t], 1
+            out.append((e, t, batch.prompt_ids[e], batch.prompt_mask[e], dec, dec_mask, batch.tokens[e, t]))
+    return out
+
+
+@KINDS
+def test_fast_log_probs_values_advantages_and_loss_match_stock(kind):
+    model = tiny_agent(kind)
+    policy, venv = model.policy, model.env
+    th.manual_seed(0)
+    batch = generate_episodes(policy, venv)
+    with th.no_grad():
+        fast_logp, fast_values, fast_entropy = evaluate_episodes(policy, batch)
+        ref_fast = reference_log_probs(policy, batch)
+    mask = batch.step_mask
+    # What the KV-cache decode recorded is what the teacher-forced pass computes.
+    th.testing.assert_close(batch.log_probs, fast_logp * mask, atol=1e-5, rtol=1e-4)
+    th.testing.assert_close(batch.values, fast_values * mask, atol=1e-5, rtol=1e-4)
+    steps = stock_observations(venv, batch)
+    keys = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
+    obs = {key: th.stack([s[2 + k] for s in steps]).float() for k, key in enumerate(keys)}  # SB3 holds floats
+    actions = th.stack([s[6] for s in steps])
+    with th.no_grad():
+        stock_values, stock_logp, stock_entropy = policy.evaluate_actions(obs, actions)
+        stock_ref = policy.reference_log_prob(obs, actions)
+    rows, cols = [s[0] for s in steps], [s[1] for s in steps]
+    th.testing.assert_close(fast_logp[rows, cols], stock_logp, atol=1e-5, rtol=1e-4)
+    th.testing.assert_close(fast_values[rows, cols], stock_values.flatten(), atol=1e-5, rtol=1e-4)
+    th.testing.assert_close(fast_entropy[rows, cols], stock_entropy, atol=1e-5, rtol=1e-4)
+    th.testing.assert_close(ref_fast[rows, cols], stock_ref, atol=1e-5, rtol=1e-4)
+
+    rewards = batch.env_rewards - 0.1 * (fast_logp - ref_fast) * mask
+    adv, ret = compute_gae(rewards, fast_values, mask, gamma=0.99, gae_lambda=0.9)
+    sb3 = RolloutBuffer(len(steps), venv.observation_space["input_ids"], venv.action_space, gamma=0.99, gae_lambda=0.9)
+    for (e, t, *_), value, logp in zip(steps, stock_values.flatten(), stock_logp):
+        sb3.add(np.zeros((1, venv.observation_space["input_ids"].shape[0])), np.zeros((1, 1)),
+                np.array([float(rewards[e, t])]), np.array([t == 0]), value.view(1, 1), logp.view(1))
+    sb3.compute_returns_and_advantage(last_values=th.zeros(1, 1), dones=np.array([True]))
+    np.testing.assert_allclose(adv[rows, cols].numpy(), sb3.advantages.flatten(), atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(ret[rows, cols].numpy(), sb3.returns.flatten(), atol=1e-5, rtol=1e-4)
+
+    th.manual_seed(1)
+    old_logp = fast_logp + 0.05 * th.randn_like(fast_logp)
+    old_values = fast_values + 0.1 * th.randn_like(fast_values)
+    parts = ppo_loss(fast_logp, old_logp, adv, fast_values, old_values, ret, fast_entropy, mask,
+                     clip_range=0.2, clip_range_vf=0.3, ent_coef=0.01, vf_coef=0.5, normalize_advantage=True)
+    a = th.as_tensor(sb3.advantages.flatten(), dtype=th.float32)
+    a = (a - a.mean()) / (a.std() + 1e-8)
+    ratio = th.exp(stock_logp - old_logp[rows, cols])
+    pg = -th.min(a * ratio, a * th.clamp(ratio, 0.8, 1.2)).mean()
+    v_old = old_values[rows, cols]
+    v_pred = v_old + th.clamp(stock_values.flatten() - v_old, -0.3, 0.3)
+    vf = ((th.as_tensor(sb3.returns.flatten(), dtype=th.float32) - v_pred) ** 2).mean()
+    th.testing.assert_close(parts.loss, pg + 0.01 * -stock_entropy.mean() + 0.5 * vf, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("extra", [dict(separate_critic=True), dict(top_k=4, top_p=0.8), dict(precision="bf16")],
+                         ids=["separate_critic", "top_k_top_p", "bf16"])
+def test_policy_options_on_the_fast_path(extra):
+    model = tiny_agent("t5", n_envs=4, policy_extra=extra)
+    th.manual_seed(0)
+    batch = generate_episodes(model.policy, model.env)
+    with th.no_grad():
+        logp, values, _ = evaluate_episodes(model.policy, batch)
+    mask = batch.step_mask
+    tol = dict(atol=2e-2, rtol=2e-2) if extra.get("precision") == "bf16" else dict(atol=1e-5, rtol=1e-4)
+    th.testing.assert_close(batch.log_probs, logp * mask, **tol)
+    if "top_k" in extra:  # masked tokens are never sampled
+        assert bool((batch.log_probs > -1e9).all())
+    model.learn(16)
+
+
+def test_stock_sb3_path_learns_with_a_seq2seq_policy():
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.policies import TransformerPolicy
+
+    tok = tiny_tokenizer()
+    env = make_vec_env(lambda: tiny_seq2seq_env("bart", tok), n_envs=2, seed=0)
+    model = SB3PPO(TransformerPolicy, env, n_steps=8, batch_size=8, n_epochs=1, seed=0,
+                   policy_kwargs=policy_kwargs("bart", tok))
+    model.learn(16)
+    assert model.num_timesteps == 16
+    agent = PPO("TransformerPolicy", env, fast_path=False, n_steps=8, batch_size=8, policy_kwargs=policy_kwargs("bart", tok))
+    agent.learn(16)
+    assert not agent.uses_fast_path()
