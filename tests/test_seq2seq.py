@@ -231,3 +231,112 @@ def test_stock_sb3_path_learns_with_a_seq2seq_policy():
     agent = PPO("TransformerPolicy", env, fast_path=False, n_steps=8, batch_size=8, policy_kwargs=policy_kwargs("bart", tok))
     agent.learn(16)
     assert not agent.uses_fast_path()
+
+
+# --- training, saving, LoRA ----------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["A2C", "RLOO", "GRPO"])
+def test_every_algorithm_runs_on_a_seq2seq_policy(algo):
+    import agents
+
+    tok = tiny_tokenizer()
+    cls = getattr(agents, algo)
+    grouped = algo in ("RLOO", "GRPO")
+    env = tiny_seq2seq_env("t5", tok, **({"group_size": 2} if grouped else {}))
+    venv = TokenVecEnv(env, 4, device="cpu")
+    kwargs = dict(n_steps=4, seed=0, **({"group_size": 2} if grouped else {}))
+    if algo == "GRPO":
+        kwargs.update(batch_size=16, n_epochs=1)
+    model = cls("TransformerPolicy", venv, policy_kwargs=policy_kwargs("t5", tok), **kwargs)
+    model.learn(16)
+    assert model.uses_fast_path() and model.num_timesteps >= 16
+
+
+@KINDS
+def test_learn_save_load_round_trip_and_plain_transformers_export(kind, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from agents.checkpoints import save_checkpoint
+
+    model = tiny_agent(kind, n_envs=4)
+    model.learn(16)
+    model.save(tmp_path / "agent")
+    loaded = PPO.load(tmp_path / "agent.zip", env=model.env)
+    th.manual_seed(0)
+    batch = generate_episodes(model.policy, model.env)
+    with th.no_grad():
+        before, after = evaluate_episodes(model.policy, batch)[0], evaluate_episodes(loaded.policy, batch)[0]
+    th.testing.assert_close(before, after)
+    loaded.learn(16, reset_num_timesteps=False)
+    # final/: a plain Hugging Face folder that transformers loads as is.
+    folder = save_checkpoint(tmp_path / "final", model.policy.export_lm(), model.env.env.tokenizer, {"algo": "ppo"})
+    plain = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    obs = {k: th.as_tensor(v) for k, v in model.env.observations().items()}
+    with th.no_grad():
+        th.testing.assert_close(plain(**obs).logits, model.policy.lm(**obs).logits)
+
+
+@KINDS
+def test_lora_on_a_seq2seq_policy(kind, tmp_path):
+    pytest.importorskip("peft")
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = tiny_agent(kind, n_envs=4, learning_rate=1e-2, policy_extra=dict(lora=dict(r=4)))
+    policy = model.policy
+    assert policy.reference_lm is None and policy.peft_model is not None
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("value_head") for n in trainable)
+    model.learn(32)
+    th.manual_seed(0)
+    batch = generate_episodes(policy, model.env)
+    with th.no_grad():
+        logp = evaluate_episodes(policy, batch)[0] * batch.step_mask
+        ref = reference_log_probs(policy, batch) * batch.step_mask
+    assert (logp - ref).abs().max() > 1e-4  # the adapters moved the policy; the reference is the base
+    merged = policy.export_lm()
+    merged.save_pretrained(tmp_path / "merged")
+    plain = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "merged")
+    obs = {k: th.as_tensor(v) for k, v in model.env.observations().items()}
+    with th.no_grad():
+        th.testing.assert_close(plain(**obs).logits, policy.lm(**obs).logits, atol=1e-5, rtol=1e-4)
+    model.save(tmp_path / "lora")
+    PPO.load(tmp_path / "lora.zip", env=model.env)
+
+
+def test_a_tiny_t5_learns_a_known_optimum():
+    """tests/learnability.py's target-word task (0.9 of the optimum) with a tiny T5 instead of a llama."""
+    from learnability import TASKS, make_env, task_tokenizer, train
+    from learnability import Learner
+
+    tok, task = task_tokenizer(), TASKS["target_word"]
+    learner = Learner(PPO, dict(learning_rate=3e-3, n_steps=16, batch_size=128, n_epochs=4, vf_coef=1.0, kl_coef=0.0))
+    env = make_env(task, learner.n_envs, layout="seq2seq", decoder_start_token_id=0)  # pad = eos = 0 here
+    config = tiny_seq2seq_config("t5", len(tok), decoder_start_token_id=0, pad_token_id=0, eos_token_id=0)
+    result = train(learner, task, 3072, env=env, policy_kwargs=dict(model_name=None, model_config=config))
+    assert result.reached_at is not None, result.curve
+
+
+@KINDS
+def test_ppo_on_samsum_with_every_callback(kind, tmp_path, data_dir):
+    """The issue's done-when: T5- and BART-shaped policies train with PPO on SAMSum-v0 on the fast path, with SB3's
+    callbacks (here tiny ones with the GPT-2 tokenizer, from a model folder as a hub model would be)."""
+    from stable_baselines3.common.callbacks import (CallbackList, CheckpointCallback, EvalCallback, ProgressBarCallback,
+                                                    StopTrainingOnMaxEpisodes)
+    from stable_baselines3.common.monitor import Monitor
+    from transformers import AutoTokenizer
+
+    import gymnasium as gym
+    from conftest import SHARED
+
+    gpt2 = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / "gpt2"))
+    folder = save_tiny_seq2seq(kind, tmp_path / kind, gpt2)
+    env_kwargs = dict(tokenizer=folder, layout="auto", split="validation[:16]", data_dir=str(data_dir),
+                      max_prompt_length=48, max_new_tokens=4)
+    model = PPO("TransformerPolicy", "textgym/SAMSum-v0", n_envs=4, env_kwargs=env_kwargs, n_steps=4, batch_size=8,
+                n_epochs=1, seed=0, policy_kwargs=dict(model_name=folder))
+    assert model.uses_fast_path() and model.env.layout.seq2seq
+    eval_env = Monitor(gym.make("textgym/SAMSum-v0", **env_kwargs))
+    callbacks = CallbackList([ProgressBarCallback(), CheckpointCallback(4, str(tmp_path / "ckpt")),
+                              EvalCallback(eval_env, eval_freq=4, n_eval_episodes=2, warn=False),
+                              StopTrainingOnMaxEpisodes(1000)])
+    model.learn(32, callback=callbacks)
+    assert model.num_timesteps >= 32 and any((tmp_path / "ckpt").iterdir())
