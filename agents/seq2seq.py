@@ -124,3 +124,36 @@ class DecoderSteps:
                            use_cache=True, **{CACHE_ARG: self.cache})
         self.cache = out[CACHE_ARG]
         return out.last_hidden_state[:, -1]
+
+
+def collate_examples(examples: list[Any], pad_id: int, start_id: int, device: th.device) -> dict[str, th.Tensor]:
+    """Supervised pairs (``.prompt``, ``.target`` id lists) as an encoder-decoder batch: right-padded sources
+    ``input_ids, attention_mask (B, S)``, the decoder's inputs (start token + target but its last token)
+    ``decoder_input_ids, decoder_attention_mask (B, T)`` and ``labels (B, T)`` (-100 on padding)."""
+    s_len, t_len = max(len(e.prompt) for e in examples), max(len(e.target) for e in examples)
+    out = {"input_ids": th.full((len(examples), s_len), pad_id, dtype=th.long),
+           "attention_mask": th.zeros((len(examples), s_len), dtype=th.long),
+           "decoder_input_ids": th.full((len(examples), t_len), pad_id, dtype=th.long),
+           "decoder_attention_mask": th.zeros((len(examples), t_len), dtype=th.long),
+           "labels": th.full((len(examples), t_len), -100, dtype=th.long)}
+    for row, e in enumerate(examples):
+        out["input_ids"][row, : len(e.prompt)] = th.tensor(e.prompt)
+        out["attention_mask"][row, : len(e.prompt)] = 1
+        out["decoder_input_ids"][row, : len(e.target)] = th.tensor([start_id, *e.target[:-1]])
+        out["decoder_attention_mask"][row, : len(e.target)] = 1
+        out["labels"][row, : len(e.target)] = th.tensor(e.target)
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def token_nll(lm: nn.Module, batch: dict[str, th.Tensor]) -> tuple[th.Tensor, int]:
+    """Summed NLL of the labelled target tokens (a :func:`collate_examples` batch), and their count.
+
+    The LM head runs only where a target token is predicted."""
+    trunk = lm.base_model
+    encoded, source_mask = encode(trunk, batch["input_ids"], batch["attention_mask"])
+    hidden = trunk.get_decoder()(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
+                                 encoder_hidden_states=encoded, encoder_attention_mask=source_mask).last_hidden_state
+    scored = batch["labels"] != -100  # (B, T)
+    logits = output_logits(lm, hidden[scored])  # (n, V)
+    nll = th.nn.functional.cross_entropy(logits.float(), batch["labels"][scored], reduction="sum")
+    return nll, int(scored.sum())

@@ -340,3 +340,46 @@ def test_ppo_on_samsum_with_every_callback(kind, tmp_path, data_dir):
                               StopTrainingOnMaxEpisodes(1000)])
     model.learn(32, callback=callbacks)
     assert model.num_timesteps >= 32 and any((tmp_path / "ckpt").iterdir())
+
+
+# --- the command line: SFT, PPO from the SFT checkpoint, eval with perplexity ---------------------------
+def test_cli_sft_then_ppo_then_eval_with_a_t5_folder(tmp_path, capsys):
+    import json
+
+    from textgym.cli import main
+
+    folder = save_tiny_seq2seq("t5", tmp_path / "t5")
+    fast = ["--threads", "1", "--no-progress", "--set", "eval.n=4", "--set", "eval.batch_size=4",
+            "--set", "env.max_new_tokens=6", "--set", "env.max_prompt_length=32"]
+    sft = tmp_path / "sft"
+    assert main(["train", "--algo", "sft", "--model", folder, "--out", str(sft), "--set", "sft.epochs=0.5",
+                 "--set", "sft.learning_rate=0.003", *fast]) == 0
+    meta = json.loads((sft / "final" / "textgym_checkpoint.json").read_text())
+    assert meta["sft"]["final_loss"] < meta["sft"]["first_loss"]
+    ppo = tmp_path / "ppo"
+    assert main(["train", "--init", str(sft / "final"), "--total-timesteps", "24", "--num-envs", "4", "--out", str(ppo),
+                 "--set", "ppo.n_steps=4", "--set", "ppo.batch_size=8", *fast]) == 0
+    summary = json.loads((ppo / "summary.json").read_text())
+    assert summary["stats"]["fast_path"]
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(ppo / "final"), "--n", "3", "--batch-size", "3", "--max-new-tokens", "6",
+                 "--out", str(report)]) == 0
+    payload = json.loads(report.read_text())
+    assert len(payload["records"]) == 3 and "perplexity" in payload["metrics"]
+    assert "perplexity" in capsys.readouterr().out
+
+
+def test_perplexity_under_an_encoder_decoder(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from textgym.perplexity import generation_perplexity
+
+    tok = tiny_tokenizer()
+    lm = AutoModelForSeq2SeqLM.from_pretrained(save_tiny_seq2seq("bart", tmp_path / "bart", tok)).eval()
+    prompt, text = tok("say good :")["input_ids"], "cat dog"
+    target = tok(text)["input_ids"]
+    with th.no_grad():
+        logits = lm(input_ids=th.tensor([prompt]), decoder_input_ids=th.tensor([[START["bart"], *target[:-1]]])).logits
+    nll = th.nn.functional.cross_entropy(logits[0], th.tensor(target)).item()
+    scores = generation_perplexity(lm, tok, [prompt, prompt], [text, ""])
+    assert scores["scored_tokens"] == 2 and scores["nll_per_token"] == pytest.approx(nll, rel=1e-5)
