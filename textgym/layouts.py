@@ -40,27 +40,25 @@ def layout_of_space(space: Any) -> str:
 
 
 def _config_beside(tokenizer_spec: Any, tokenizer: Any) -> Any:
-    """The model config in the tokenizer's local folder, or None (a hub id is not looked up: no network)."""
-    names = [tokenizer_spec, getattr(tokenizer, "name_or_path", None)]
-    for name in names:
-        if isinstance(name, (str, os.PathLike)) and (Path(name) / "config.json").is_file():
-            from transformers import AutoConfig
+    """The model config that belongs with the tokenizer, or None: the config in its folder, or for a hub id
+    (the tokenizer came from the hub or its cache) the hub's; no config is not an error."""
+    from transformers import AutoConfig
 
-            try:
-                return AutoConfig.from_pretrained(str(name))
-            except (OSError, ValueError):
-                return None
-    if isinstance(tokenizer_spec, (str, os.PathLike)) and tokenizer_spec:
-        from textgym.models import resolve_model_path
+    from textgym.models import resolve_model_path
 
+    for name in (tokenizer_spec, getattr(tokenizer, "name_or_path", None)):
+        if not isinstance(name, (str, os.PathLike)) or not str(name):
+            continue
         try:
-            where = resolve_model_path(tokenizer_spec)
+            where = resolve_model_path(name)
         except (FileNotFoundError, OSError):
-            return None
-        if isinstance(where, Path) and (where / "config.json").is_file():
-            from transformers import AutoConfig
-
+            continue
+        if isinstance(where, Path) and not (where / "config.json").is_file():
+            continue
+        try:
             return AutoConfig.from_pretrained(str(where))
+        except (OSError, ValueError):
+            continue
     return None
 
 
