@@ -31,12 +31,19 @@ def tiny_seq2seq_env(kind: str, tokenizer=None, **kwargs):
     return tiny_env(tokenizer or tiny_tokenizer(), layout="seq2seq", decoder_start_token_id=START[kind], **kwargs)
 
 
-def save_tiny_seq2seq(kind: str, folder, tokenizer=None) -> str:
-    """A randomly initialised tiny model with its tokenizer saved beside it, like any hub folder."""
+def save_tiny_seq2seq(kind: str, folder, tokenizer=None, **overrides) -> str:
+    """A randomly initialised tiny model with its tokenizer saved beside it, like any hub folder.
+
+    With another tokenizer than the tiny one, the config takes its EOS (and BART starts the decoder from it)."""
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
     tok = tokenizer or tiny_tokenizer()
-    cfg = tiny_seq2seq_config(kind, len(tok))
+    if tokenizer is not None:
+        overrides = {"eos_token_id": tok.eos_token_id, **({"decoder_start_token_id": tok.eos_token_id}
+                                                         if kind == "bart" else {}), **overrides}
+    if kind == "t5":
+        overrides.pop("max_position_embeddings", None)  # relative positions: no limit
+    cfg = tiny_seq2seq_config(kind, len(tok), **overrides)
     model = AutoModelForSeq2SeqLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
