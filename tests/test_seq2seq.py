@@ -89,6 +89,38 @@ def test_env_checkers_in_both_layouts_from_a_model_folder(kind, tmp_path):
     assert set(env.observation_space.spaces) == {"input_ids", "attention_mask"}
 
 
+@pytest.fixture(scope="module")
+def t5_folder(tmp_path_factory):
+    return save_tiny_seq2seq("t5", tmp_path_factory.mktemp("models") / "t5")
+
+
+@pytest.mark.parametrize("env_id", [e.env_id for e in __import__("textgym").ENVS])
+def test_every_id_passes_the_checkers_in_the_seq2seq_layout(env_id, t5_folder, data_dir, monkeypatch, tmp_path):
+    import pickle
+
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+    from test_registry import DATASET, SHIPPED_SPLIT
+
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path / "fresh-cache"))  # as a fresh install (IMDB-v0's reward)
+    env = gym.make(env_id, tokenizer=t5_folder, layout="auto", data_dir=str(data_dir), max_prompt_length=48,
+                   split=SHIPPED_SPLIT[DATASET[env_id]] + "[:8]").unwrapped
+    assert env.layout.seq2seq
+    gym_check(env)
+    sb3_check(env, warn=False)
+    obs, _ = env.reset(seed=0)
+    assert obs["input_ids"].shape == (48,) and obs["decoder_input_ids"].shape == (1 + env.max_new_tokens,)
+    pickle.loads(pickle.dumps(env)).reset(seed=0)
+    vec = __import__("textgym").make_vec(env_id, 2, device="cpu", api="gymnasium", tokenizer=t5_folder, layout="auto",
+                                         data_dir=str(data_dir), max_prompt_length=48,
+                                         split=SHIPPED_SPLIT[DATASET[env_id]] + "[:8]")
+    obs, _ = vec.reset(seed=0)
+    assert vec.observation_space.contains(obs)
+    obs, *_ = vec.step(np.array([3, 4]))
+    assert vec.observation_space.contains(obs)
+
+
 def test_bad_layouts_say_which_layout_and_model_kind(tmp_path, tiny_model):
     import gymnasium as gym
 
