@@ -176,7 +176,8 @@ def _forward_steps(policy: TransformerPolicy, venv: Any) -> Any:
         raise ValueError(f"the env starts the decoder from token {start!r} (layout={venv.layout.name!r}) but the "
                          f"{trunk.config.model_type} model's decoder_start_token_id is {start_token(trunk)}: make the "
                          "env with the model's tokenizer folder and layout='seq2seq' (or 'auto')")
-    return DecoderSteps(trunk, venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length])
+    return DecoderSteps(trunk, venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length],
+                        lambda mask: decode_attention_mask(trunk.config, mask))
 
 
 def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None) -> _Steps:

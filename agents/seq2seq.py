@@ -10,7 +10,7 @@ generic parts are used (``get_encoder``, ``get_decoder``, the output embeddings 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import Any, Callable
 
 import torch as th
 from torch import nn
@@ -101,27 +101,36 @@ class DecoderSteps:
     Args:
         trunk: The policy's trunk (``lm.base_model``).
         source, source_mask: ``(N, S)`` right-padded sources.
+        prepare_mask: Turns a 2-D ``(N, K)`` mask into the form the attention kernel takes for one query
+            (see :func:`agents.rollout.decode_attention_mask`): transformers then does not ask the device
+            whether the mask has padding before every token. Default: the 2-D mask as is.
     """
 
-    def __init__(self, trunk: nn.Module, source: th.Tensor, source_mask: th.Tensor) -> None:
+    def __init__(self, trunk: nn.Module, source: th.Tensor, source_mask: th.Tensor,
+                 prepare_mask: Callable[[th.Tensor], th.Tensor] | None = None) -> None:
         self.decoder = trunk.get_decoder()
         self.start = start_token(trunk)
-        self.encoded, self.source_mask = encode(trunk, source, source_mask)
+        self.encoded, source_mask = encode(trunk, source, source_mask)
+        self.prepare = prepare_mask or (lambda mask: mask)
+        self.cross_mask = self.prepare(source_mask)  # one query per step: the same cross-attention mask throughout
+        self.ones = th.ones((source.shape[0], 1), dtype=th.long, device=source.device)  # (N, 1)
+        self.length = 0
         self.cache: Any = None
 
     def first(self) -> th.Tensor:
         """Hidden state after the start token. ``-> (N, H)``."""
-        start = th.full((self.encoded.shape[0], 1), self.start, dtype=th.long, device=self.encoded.device)
-        return self.step(start)
+        return self.step(self.ones * self.start)
 
     def step(self, tokens: th.Tensor) -> th.Tensor:
         """Feed one token per row (``(N, 1)``); hidden state after it. ``-> (N, H)``.
 
-        No decoder mask: every row takes every step (finished ones are fed pad tokens, and nothing
-        read from them counts), and the decoder is causal.
+        No padding in the decoder: every row takes every step (finished ones are fed pad tokens, and
+        nothing read from them counts), and the decoder is causal.
         """
-        out = self.decoder(input_ids=tokens, encoder_hidden_states=self.encoded, encoder_attention_mask=self.source_mask,
-                           use_cache=True, **{CACHE_ARG: self.cache})
+        self.length += 1
+        self_mask = self.prepare(self.ones.expand(-1, self.length))  # (N, K): all attended
+        out = self.decoder(input_ids=tokens, attention_mask=self_mask, encoder_hidden_states=self.encoded,
+                           encoder_attention_mask=self.cross_mask, use_cache=True, **{CACHE_ARG: self.cache})
         self.cache = out[CACHE_ARG]
         return out.last_hidden_state[:, -1]
 

@@ -415,3 +415,24 @@ def test_perplexity_under_an_encoder_decoder(tmp_path):
     nll = th.nn.functional.cross_entropy(logits[0], th.tensor(target)).item()
     scores = generation_perplexity(lm, tok, [prompt, prompt], [text, ""])
     assert scores["scored_tokens"] == 2 and scores["nll_per_token"] == pytest.approx(nll, rel=1e-5)
+
+
+@KINDS
+def test_seq2seq_rollout_syncs_do_not_grow_with_its_length(kind):
+    """As the causal fast path (tests/test_rollout_syncs.py): a handful of host syncs per rollout, none per token."""
+    from test_rollout_syncs import count_syncs
+    from tiny import uneven_env
+
+    from textgym.core import TextEnv
+
+    tok, counts = tiny_tokenizer(), {}
+    for horizon in (4, 16):
+        env = TextEnv(uneven_env(tok).samples, tok, max_prompt_length=12, max_new_tokens=horizon, reward="rouge1",
+                      prompt_template="{source} :", layout="seq2seq", decoder_start_token_id=START[kind])
+        venv = TokenVecEnv(env, 4, device="cpu")
+        venv.eos_token_id = -1  # every rollout runs all `horizon` steps
+        venv.seed(0)
+        model = PPO("TransformerPolicy", venv, n_steps=4, batch_size=16, seed=0, policy_kwargs=policy_kwargs(kind, tok))
+        generate_episodes(model.policy, venv)  # warm-up
+        counts[horizon] = count_syncs(model.policy, venv)
+    assert counts[4] == counts[16] and sum(counts[16].values()) <= 30
