@@ -436,3 +436,18 @@ def test_seq2seq_rollout_syncs_do_not_grow_with_its_length(kind):
         generate_episodes(model.policy, venv)  # warm-up
         counts[horizon] = count_syncs(model.policy, venv)
     assert counts[4] == counts[16] and sum(counts[16].values()) <= 30
+
+
+def test_a_leaderboard_suite_may_name_a_seq2seq_model(tmp_path, capsys):
+    """zero-shot, sft, ppo and sft+ppo records of a suite whose model is a (tiny) T5 folder."""
+    from benchmarks import leaderboard
+    from benchmarks.leaderboard_records import load_records
+    from test_leaderboard import suite_file
+
+    folder = save_tiny_seq2seq("t5", tmp_path / "t5")
+    args = ["run", "--suite", str(suite_file(tmp_path, folder)), "--records", str(tmp_path / "records"),
+            "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "L.md"), "--plots", str(tmp_path / "plots")]
+    assert leaderboard.main(args) == 0
+    records = load_records(tmp_path / "records")
+    assert sorted(r["method"] for r in records) == ["ppo", "sft", "sft+ppo", "zero-shot"]
+    assert all("perplexity" in r["test_metrics"] for r in records)
