@@ -24,8 +24,6 @@ from typing import Any
 import numpy as np
 
 LAYOUTS = ("causal", "seq2seq", "auto")
-SEQ2SEQ_KEYS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
-CAUSAL_KEYS = ("input_ids", "attention_mask")
 
 
 def model_kind(config: Any) -> str:
