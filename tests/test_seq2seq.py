@@ -324,15 +324,16 @@ def test_seq2seq_rollout_syncs_do_not_grow_with_its_length(kind):
 
 
 def test_a_leaderboard_suite_may_name_a_seq2seq_model(tmp_path, capsys):
-    """zero-shot, sft, ppo and sft+ppo records of a suite whose model is a (tiny) T5 folder."""
+    """zero-shot and sft+ppo (its sft run, then PPO) records of a suite whose model is a (tiny) T5 folder."""
     from benchmarks import leaderboard
     from benchmarks.leaderboard_records import load_records
     from test_leaderboard import suite_file
 
     folder = save_tiny_seq2seq("t5", tmp_path / "t5")
-    args = ["run", "--suite", str(suite_file(tmp_path, folder)), "--records", str(tmp_path / "records"),
+    suite = suite_file(tmp_path, folder, methods="[zero-shot, sft+ppo]")  # sft+ppo brings its sft run
+    args = ["run", "--suite", str(suite), "--records", str(tmp_path / "records"),
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "L.md"), "--plots", str(tmp_path / "plots")]
     assert leaderboard.main(args) == 0
     records = load_records(tmp_path / "records")
-    assert sorted(r["method"] for r in records) == ["ppo", "sft", "sft+ppo", "zero-shot"]
+    assert sorted(r["method"] for r in records) == ["sft+ppo", "zero-shot"]
     assert all("perplexity" in r["test_metrics"] for r in records)
