@@ -130,3 +130,29 @@ def test_bad_layouts_say_which_layout_and_model_kind(tmp_path, tiny_model):
                               2, device="cpu")
     with pytest.raises(ValueError, match="layout='seq2seq'.*seq2seq model's encoder \\(bart\\) takes at most 64"):
         PPO("TransformerPolicy", long_source, policy_kwargs=policy_kwargs("bart", tok))
+
+
+def test_the_source_carries_the_tokenizers_special_tokens_within_the_budget():
+    """BART-style tokenizers wrap a text in ``<s> ... </s>`` (T5's add ``</s>``): the encoder sees them as in pre-training,
+    and a long source is cut so that they still fit."""
+    from tiny import WORDS
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from textgym.core import TextEnv
+    from textgym.data.base import Sample
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>", "<s>", ":", "say", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 3), ("</s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>")
+    samples = [Sample("short", "say good", ("good",)), Sample("long", "say " + " ".join(WORDS * 3), ("good",))]
+    env = TextEnv(samples, tok, max_prompt_length=12, max_new_tokens=2, prompt_template="{source} :",
+                  layout="seq2seq", decoder_start_token_id=1)
+    for index in (0, 1):
+        obs, info = env.reset(options={"sample_index": index})
+        ids = obs["input_ids"][obs["attention_mask"].astype(bool)].tolist()
+        assert ids[0] == 3 and ids[-1] == 1 and ids[-2] == vocab[":"] and len(ids) <= 12
+    assert len(ids) == 12  # the long one fills the budget, special tokens included
