@@ -246,7 +246,8 @@ def make_text_env(env: Any, *, n_envs: int, env_kwargs: dict[str, Any] | None, f
             return env
         from agents.observations import check_text_space
 
-        check_text_space(env.observation_space, "a text algorithm")  # one error for any non-text env
+        # one error for any non-text env (a Gymnasium vector env's own space is batched: its single env's is read)
+        check_text_space(getattr(env, "single_observation_space", env.observation_space), "a text algorithm")
         check_vec_normalize(env)
         if not fast_path:
             return env

@@ -131,7 +131,8 @@ def test_a_text_policy_on_a_non_text_env_names_the_expected_space(label, space, 
 def _vec_envs():
     from tiny import tiny_env, tiny_tokenizer
 
-    from textgym.vector import GymTokenVectorEnv, TokenVecEnv
+    from textgym.gym_vector import GymTokenVectorEnv
+    from textgym.vector import TokenVecEnv
 
     yield "TokenVecEnv", TokenVecEnv(tiny_env(tiny_tokenizer()), 2, device="cpu")
     yield "GymTokenVectorEnv", GymTokenVectorEnv(tiny_env(tiny_tokenizer()), 2, device="cpu")
