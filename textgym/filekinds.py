@@ -79,7 +79,7 @@ def _folder(path: Path) -> FileKind:
         if not isinstance(config, dict):
             return FileKind("broken-model", "a model folder whose config.json is not a JSON object", "")
         found = _model_folder(path, config)
-        if META_FILE in names and found.kind == "causal-lm":
+        if META_FILE in names and found.kind in ("causal-lm", "seq2seq-lm"):
             agent = " (with agent.zip: agents.<ALGO>.load(PATH/agent.zip) resumes training)" if "agent.zip" in names else ""
             return FileKind("checkpoint", f"a textgym checkpoint folder ({found.what[2:]}){agent}",
                             "`textgym eval --checkpoint PATH`, `textgym train --init PATH`, --model PATH")
