@@ -210,8 +210,8 @@ class TextAlgorithm:
         if (not self.uses_critic or self.fast_path_only) and not fast:
             why = "masks each step with a lagged copy of the policy" if self.fast_path_only else \
                 "compares the k completions of each prompt"
-            raise ValueError(f"{name} {why}: it needs the fast path (an env id, a TextEnv, a DummyVecEnv of TextEnvs "
-                             "or textgym.make_vec), not SB3's per-step path")
+            raise ValueError(f"{name} {why}: it needs the fast path (an env id, a TextEnv, any SB3 VecEnv of TextEnvs, "
+                             "gym.make_vec or textgym.make_vec), not SB3's per-step path")
         if not self.uses_critic and env_groups < 2:
             raise ValueError(f"{name} needs groups of completions: pass group_size=k (k >= 2) with an env id, "
                              "or make the env with group_size >= 2")

@@ -83,7 +83,8 @@ def add_lora(lm: nn.Module, lora: dict[str, Any]) -> Any:
     """
     peft = require_peft()
     config = peft.LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], target_modules=lora["target_modules"],
-                             lora_dropout=lora["dropout"], bias="none", task_type="CAUSAL_LM")
+                             lora_dropout=lora["dropout"], bias="none",
+                             task_type="SEQ_2_SEQ_LM" if lm.config.is_encoder_decoder else "CAUSAL_LM")
     try:
         with warnings.catch_warnings():
             # peft reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning in

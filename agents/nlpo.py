@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch as th
 from torch import nn
 
+from agents import seq2seq
 from agents.policies import TransformerPolicy, sampling_logits
 from agents.ppo import PPO, PPOConfig
 from agents.settings import ranged
@@ -49,7 +50,7 @@ class TopPMasker:
     @th.no_grad()
     def allowed(self, hidden: th.Tensor) -> th.Tensor:
         """``(N, H) -> (N, V)`` bool: the mask policy's top-``top_mask`` nucleus after ``hidden``."""
-        logits = self.lm.get_output_embeddings()(hidden)[..., : self.n_actions]
+        logits = seq2seq.output_logits(self.lm, hidden)[..., : self.n_actions]  # as the policy's head computes them
         masked = sampling_logits(logits, self.temperature, None, self.top_mask)
         return masked > th.finfo(masked.dtype).min
 

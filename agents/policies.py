@@ -1,4 +1,4 @@
-"""TransformerPolicy: a causal LM as an SB3 actor-critic (LM head = actor, value head = critic)."""
+"""TransformerPolicy: a causal LM or an encoder-decoder as an SB3 actor-critic (LM head = actor, value head = critic)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from agents.logprobs import action_log_probs
-from agents.observations import check_obs_shapes, check_text_space, check_token_obs
+from agents import seq2seq
 from agents.lora import add_lora, check_lora, merged_lm
+from agents.observations import check_obs_shapes, check_text_space, check_token_obs
 from textgym.devices import supports_bf16
 from textgym.fieldtypes import check_arg_types
-from textgym.models import default_model, load_causal_lm, load_tokenizer
+from textgym.layouts import layout_of_space, model_kind
+from textgym.models import default_model, load_lm, load_tokenizer
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -25,20 +27,25 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def build_causal_lm(model_name: str | None, model_config: dict[str, Any] | None) -> nn.Module:
     """Load a pretrained LM by name/folder, or build a randomly initialised one from a config dict.
 
+    Causal LMs and encoder-decoders (``AutoModelForSeq2SeqLM``: T5, BART, ...) alike, by the config's
+    ``is_encoder_decoder``.
+
     Only names and plain config dicts are accepted so that a saved agent can rebuild its network.
     The weights are fp32 whatever the checkpoint stores (hub models are mostly bf16): they are the
     master weights that the optimizer updates, and in bf16 most updates at RL learning rates would
     round away. Compute runs in bf16 under autocast where the policy's ``precision`` says so.
     """
     if model_config is not None:
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         if not isinstance(model_config, dict) or "model_type" not in model_config:
             raise ValueError("model_config must be a dict with a 'model_type' key, e.g. {'model_type': 'llama', ...}")
         cfg = dict(model_config)
-        lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+        config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+        auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        lm = auto.from_config(config)
     else:
-        lm = load_causal_lm(model_name, dtype="fp32")
+        lm = load_lm(model_name, dtype="fp32")
     if any(p.is_floating_point() and p.dtype != th.float32 for p in lm.parameters()):
         lm = lm.float()  # e.g. a config dict that names a dtype
     return lm
@@ -101,14 +108,18 @@ def hidden_at_last_token(trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tens
 
 
 class TransformerPolicy(ActorCriticPolicy):
-    """Actor-critic around a Hugging Face causal LM, for textgym's token observations.
+    """Actor-critic around a Hugging Face causal LM or encoder-decoder, for textgym's token observations.
 
     The pretrained LM head is the actor (no fresh action layer); a linear value head on the
     trunk's final hidden state is the critic (or on a separate copy of the trunk). Observations are
-    used as integer token ids with their attention mask, never as floats.
+    used as integer token ids with their attention mask, never as floats. An encoder-decoder
+    (``AutoModelForSeq2SeqLM``: T5, BART, Pegasus, mT5) needs envs made with ``layout="seq2seq"``: its
+    decoder's LM head is the actor and the value head reads the decoder's hidden state
+    (:mod:`agents.seq2seq`).
 
     Args:
-        observation_space: ``Dict(input_ids, attention_mask)`` from a textgym env.
+        observation_space: ``Dict(input_ids, attention_mask)`` from a textgym env (with ``decoder_input_ids,
+            decoder_attention_mask`` in the seq2seq layout, for an encoder-decoder).
         action_space: ``Discrete(V)``; ``V`` may be at most the LM's output rows.
         lr_schedule: SB3's learning-rate schedule.
         model_name: Model alias, folder or hub id (default: ``$TEXTGYM_DEFAULT_MODEL``, else the offline
@@ -215,6 +226,7 @@ class TransformerPolicy(ActorCriticPolicy):
                 "rows: use the tokenizer that belongs to the model"
             )
         self._check_tokenizer()
+        self._check_layout()
         hidden = self.lm.config.get_text_config().hidden_size
         self.critic_trunk = copy.deepcopy(self.lm.base_model) if self.separate_critic else None
         self.value_head = nn.Linear(hidden, 1)
@@ -243,6 +255,32 @@ class TransformerPolicy(ActorCriticPolicy):
                 f"tokenizer {name!r} has {len(tokenizer)} tokens but the env's action space has {self.n_actions}: "
                 "make the env with the same tokenizer as the model"
             )
+
+    def _check_layout(self) -> None:
+        """The env's observation layout must fit the model's kind; a seq2seq source must fit the encoder."""
+        layout, kind = layout_of_space(self.observation_space), model_kind(self.lm.config)
+        name = self.model_name if self.model_config is None else f"model_config {self.lm.config.model_type}"
+        if layout != kind:
+            raise ValueError(f"the env's observations have layout={layout!r} but {name} is a {kind} model "
+                             f"({self.lm.config.model_type}): make the env with layout={kind!r} (or 'auto' with the "
+                             "model's tokenizer folder)")
+        limit = getattr(self.lm.config, "max_position_embeddings", None)
+        source = self.observation_space["input_ids"].shape[0]
+        if kind == "seq2seq" and isinstance(limit, int) and source > limit:
+            raise ValueError(f"layout='seq2seq': the env's sources take up to {source} tokens (max_prompt_length) but "
+                             f"the {kind} model's encoder ({self.lm.config.model_type}) takes at most {limit} "
+                             "positions: make the env with a smaller max_prompt_length")
+
+    @property
+    def is_seq2seq(self) -> bool:
+        """Whether the LM is an encoder-decoder (observations in the seq2seq layout)."""
+        return seq2seq.is_seq2seq(self.lm)
+
+    def trunk_hidden(self, trunk: nn.Module, obs: dict[str, th.Tensor]) -> th.Tensor:
+        """``trunk``'s final hidden state before each row's next action (causal: the last token; seq2seq: the
+        decoder's last token). ``-> (B, H)``."""
+        fn = seq2seq.hidden_at_last_token if seq2seq.is_seq2seq(trunk) else hidden_at_last_token
+        return fn(trunk, obs)
 
     def _skip_nonfinite_step(self, optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Drop the whole update when any gradient is NaN/inf (a bad batch must not corrupt weights)."""
@@ -356,8 +394,8 @@ class TransformerPolicy(ActorCriticPolicy):
         """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``."""
         check_token_obs(obs, self.obs_length, self.lm.get_input_embeddings().num_embeddings)
         with self.autocast():
-            actor = hidden_at_last_token(self.lm.base_model, obs)
-            critic = actor if self.critic_trunk is None else hidden_at_last_token(self.critic_trunk, obs)
+            actor = self.trunk_hidden(self.lm.base_model, obs)
+            critic = actor if self.critic_trunk is None else self.trunk_hidden(self.critic_trunk, obs)
         return actor, critic
 
     @th.no_grad()
@@ -368,7 +406,7 @@ class TransformerPolicy(ActorCriticPolicy):
         """
         with self.reference() as reference:
             with self.autocast():
-                hidden = hidden_at_last_token(reference.base_model, obs)
+                hidden = self.trunk_hidden(reference.base_model, obs)
             return self.reference_log_probs_from_hidden(reference, hidden, actions.long().view(-1))
 
     def reference_log_probs_from_hidden(self, reference: nn.Module, hidden: th.Tensor, actions: th.Tensor) -> th.Tensor:
@@ -381,13 +419,13 @@ class TransformerPolicy(ActorCriticPolicy):
         initial model.
         """
         with self.autocast():
-            logits = reference.get_output_embeddings()(hidden)[..., : self.n_actions]
+            logits = seq2seq.output_logits(reference, hidden)[..., : self.n_actions]
         return action_log_probs(sampling_logits(logits, self.temperature, None, None), actions)
 
     def logits_from_hidden(self, hidden: th.Tensor) -> th.Tensor:
         """LM-head logits over the env's tokens, with the sampling controls. ``(..., H) -> (..., V)``."""
         with self.autocast():
-            logits = self.lm.get_output_embeddings()(hidden)[..., : self.n_actions]
+            logits = seq2seq.output_logits(self.lm, hidden)[..., : self.n_actions]
         return sampling_logits(logits, self.temperature, self.top_k, self.top_p)
 
     def values_from_hidden(self, hidden: th.Tensor) -> th.Tensor:

@@ -14,6 +14,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from agents.buffers import EpisodeBatch
 from agents.logprobs import log_probs_and_entropy, sample_with_log_probs
 from agents.policies import TransformerPolicy, padding_columns, position_ids
+from agents.seq2seq import DecoderSteps, is_seq2seq, start_token
+from agents.seq2seq import step_hidden as seq2seq_step_hidden
 
 class ActionMasker(Protocol):
     """What the rollout needs of an action mask (see :class:`agents.nlpo.TopPMasker`)."""
@@ -35,8 +37,9 @@ _CACHE = "cache" if "cache" in {f.name for f in fields(BaseModelOutputWithPast)}
 class StepObservations(Mapping):
     """``new_obs`` for callbacks: the envs' ``(N, L)`` observations after one step, made only when read."""
 
-    def __init__(self, load: Callable[[], dict[str, np.ndarray]]) -> None:
-        self._load_fn = load
+    def __init__(self, load: Callable[[], dict[str, np.ndarray]], keys: tuple[str, ...] = ("input_ids", "attention_mask")
+                 ) -> None:
+        self._load_fn, self._keys = load, keys
         self._arrays: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -48,10 +51,10 @@ class StepObservations(Mapping):
         return self._load()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(("input_ids", "attention_mask"))
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return 2
+        return len(self._keys)
 
 
 class EndWatch:
@@ -145,32 +148,64 @@ class _Steps:
     allowed: th.Tensor | None = None  # (N, T, V) the masker's allowed tokens, when there is one
 
 
-def _forward(trunk: nn.Module, ids: th.Tensor, mask: th.Tensor | None, positions: th.Tensor,
-             cache: Any = None) -> tuple[th.Tensor, Any]:
-    """One cached forward of a trunk (the prefill when ``cache`` is None): the last position's hidden state
-    ``(N, H)`` and the cache."""
-    out = trunk(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                **({} if cache is None else {_CACHE: cache}))
-    return out.last_hidden_state[:, -1], out[_CACHE]
+class _CausalSteps:
+    """The KV-cache forward passes of a causal LM: one prefill of the prompts, then one token per step.
 
-
-def _prefill(models: list[nn.Module], ids: th.Tensor, mask: th.Tensor, group_size: int) -> list[tuple[th.Tensor, Any]]:
-    """Each model's prefill of the prompts ``(N, P)``: last hidden state ``(N, H)`` and KV cache.
-
-    When the ``k = group_size`` consecutive rows of every group hold the same prompt (a grouped env), each
-    prompt is encoded once and its cache copied to the group's rows: the same numbers for ``1/k`` of the
-    work. Rows that differ (checked, one host sync) are all encoded.
+    With ``group_size = k > 1``, when the ``k`` consecutive rows of every group hold the same prompt (a
+    grouped env: checked, one host sync), each prompt is encoded once and its cache copied to the
+    group's rows: the same numbers for ``1/k`` of the prefill.
     """
-    n = ids.shape[0]
-    if group_size > 1 and n % group_size == 0:
-        groups = ids.view(n // group_size, group_size, -1)
-        if bool((groups == groups[:, :1]).all()):
-            lead = slice(None, None, group_size)
-            states = [_forward(m, ids[lead], mask[lead], position_ids(mask[lead])) for m in models]
-            for _, cache in states:
-                cache.batch_repeat_interleave(group_size)
-            return [(hidden.repeat_interleave(group_size, 0), cache) for hidden, cache in states]
-    return [_forward(m, ids, mask, position_ids(mask)) for m in models]
+
+    def __init__(self, trunk: nn.Module, venv: Any, group_size: int = 1) -> None:
+        prompt_mask = venv.attention_mask[:, : venv.prompt_length]
+        start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
+        self.trunk, self.ids, self.mask = trunk, venv.input_ids[:, start : venv.prompt_length], prompt_mask[:, start:]
+        self.padded = not bool(self.mask.all())  # one sync per rollout: without padding the decode steps need no mask
+        self.group_size = group_size
+        self.cache: Any = None
+
+    def _shared_prompts(self) -> bool:
+        n, k = self.ids.shape[0], self.group_size
+        if k < 2 or n % k:
+            return False
+        groups = self.ids.view(n // k, k, -1)
+        return bool((groups == groups[:, :1]).all())
+
+    def first(self) -> th.Tensor:
+        """Prefill the prompts; hidden state at each row's last prompt token. ``-> (N, H)``."""
+        k = self.group_size if self._shared_prompts() else 1
+        rows = slice(None, None, k)
+        mask = self.mask[rows]
+        out = self.trunk(input_ids=self.ids[rows], attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
+        self.cache, self.next_position = out[_CACHE], self.mask.sum(-1, keepdim=True)  # (N, 1)
+        hidden = out.last_hidden_state[:, -1]
+        if k > 1:
+            self.cache.batch_repeat_interleave(k)
+            hidden = hidden.repeat_interleave(k, 0)
+        return hidden
+
+    def step(self, tokens: th.Tensor) -> th.Tensor:
+        """Feed one token per row (``(N, 1)``); hidden state after it. ``-> (N, H)``."""
+        self.mask = th.cat([self.mask, th.ones_like(self.mask[:, :1])], dim=1)
+        mask = decode_attention_mask(self.trunk.config, self.mask) if self.padded else None
+        out = self.trunk(input_ids=tokens, position_ids=self.next_position, use_cache=True, attention_mask=mask,
+                         **{_CACHE: self.cache})
+        self.cache, self.next_position = out[_CACHE], self.next_position + 1
+        return out.last_hidden_state[:, -1]
+
+
+def _forward_steps(trunk: nn.Module, venv: Any, group_size: int = 1) -> Any:
+    """The decode's forward passes of ``trunk``: :class:`_CausalSteps`, or for an encoder-decoder
+    :class:`agents.seq2seq.DecoderSteps` (the encoder once, then the decoder with its KV cache)."""
+    if not is_seq2seq(trunk):
+        return _CausalSteps(trunk, venv, group_size)
+    start = getattr(venv.layout, "decoder_start_token_id", None)
+    if start != start_token(trunk):
+        raise ValueError(f"the env starts the decoder from token {start!r} (layout={venv.layout.name!r}) but the "
+                         f"{trunk.config.model_type} model's decoder_start_token_id is {start_token(trunk)}: make the "
+                         "env with the model's tokenizer folder and layout='seq2seq' (or 'auto')")
+    return DecoderSteps(trunk, venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length],
+                        lambda mask: decode_attention_mask(trunk.config, mask))
 
 
 def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker: ActionMasker | None = None,
@@ -181,28 +216,25 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker:
     and the end of the rollout is watched by :class:`EndWatch`. With a ``masker`` its trunk decodes in
     lockstep (its own cache) and each step samples only among the tokens it allows (NLPO).
     """
-    n, prompt_len, horizon, device = venv.num_envs, venv.prompt_length, venv.max_new_tokens, venv.device
-    group_size = getattr(venv, "group_size", 1)
+    n, horizon, device = venv.num_envs, venv.max_new_tokens, venv.device
+    group_size = getattr(venv, "group_size", 1) if share_prefill else 1
     zeros = th.zeros((n, horizon), device=device)
     steps = _Steps(th.full((n, horizon), venv.pad_token_id, dtype=th.long, device=device),
                    th.zeros((n, horizon), dtype=th.long, device=device),
                    th.zeros((n, horizon), dtype=th.bool, device=device), zeros, zeros.clone())
-    shared_critic, trunk = policy.critic_trunk is None, policy.lm.base_model
-    prompt_mask = venv.attention_mask[:, :prompt_len]
-    start = padding_columns(prompt_mask)  # the batch keeps the env's width; only the cache is narrower
-    mask = prompt_mask[:, start:]
-    padded = not bool(mask.all())  # one sync per rollout: without padding the decode steps need no mask
-    models = [trunk] if masker is None else [trunk, masker.trunk]  # the masker decodes beside the policy
+    shared_critic = policy.critic_trunk is None
+    trunks = [policy.lm.base_model] if masker is None else [policy.lm.base_model, masker.trunk]  # the mask policy's too
+    forwards = [_forward_steps(trunk, venv, group_size) for trunk in trunks]
     with policy.autocast():
-        states = _prefill(models, venv.input_ids[:, start:prompt_len], mask, group_size if share_prefill else 1)
-    (hidden, cache), next_position = states[0], mask.sum(-1, keepdim=True)  # (N, H), (N, 1)
+        hiddens = [forward.first() for forward in forwards]  # (N, H) each
     if masker is not None:
         steps.allowed = th.ones((n, horizon, policy.n_actions), dtype=th.bool, device=device)  # (N, T, V)
     watch = EndWatch(device, horizon, check_lag)
     for t in range(horizon):
+        hidden = hiddens[0]
         logits = policy.logits_from_hidden(hidden)  # (N, V)
         if masker is not None:
-            steps.allowed[:, t] = masker.allowed(states[1][0])
+            steps.allowed[:, t] = masker.allowed(hiddens[1])
             logits = logits.masked_fill(~steps.allowed[:, t], th.finfo(logits.dtype).min)
         actions, log_probs = sample_with_log_probs(logits)  # (N,), (N,)
         if shared_critic:
@@ -213,11 +245,8 @@ def _decode(policy: TransformerPolicy, venv: Any, check_lag: int | None, masker:
         watch.record(t, venv.finished)
         if t == horizon - 1 or watch.ended(t):
             break
-        mask = th.cat([mask, th.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
         with policy.autocast():
-            states = [_forward(m, steps.tokens[:, t : t + 1], decode_attention_mask(m.config, mask) if padded else None,
-                               next_position, cache) for m, (_, cache) in zip(models, states)]
-        (hidden, cache), next_position = states[0], next_position + 1
+            hiddens = [forward.step(steps.tokens[:, t : t + 1]) for forward in forwards]
     steps.last = watch.settle(t)
     return steps
 
@@ -250,7 +279,7 @@ def generate_episodes(policy: TransformerPolicy, venv: Any, on_step: StepHook | 
         masker: Restricts each step's sampling to the tokens it allows (NLPO's top-p mask); the masks
             are kept in the batch (``allowed``) so that the update scores the same distributions.
         share_prefill: With groups (``venv.group_size > 1``), encode each prompt once for its ``k`` envs
-            (see :func:`_prefill`); False encodes every row (benchmarks compare the two).
+            (see :class:`_CausalSteps`); False encodes every row (benchmarks compare the two).
         check_lag: See :class:`EndWatch` (tests).
     """
     venv.reset_all()
@@ -285,7 +314,7 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: tupl
     paid them (the episode returns in ``infos``), which differ only under reward normalization."""
     rewards, raw = rewards
     ids, mask = venv.input_ids.cpu().numpy(), venv.attention_mask.cpu().numpy()  # (N, L): the final rows
-    final_rows = {"input_ids": ids, "attention_mask": mask}
+    final_rows = venv.as_observation(ids, mask)
     tokens, actions = steps.tokens.cpu().numpy(), steps.actions.cpu().numpy()
     ends = step_mask.sum(1) - 1  # (N,)
     truncated = tokens[np.arange(len(ends)), ends] != venv.eos_token_id  # (N,) how each episode ended
@@ -293,15 +322,15 @@ def _report_steps(venv: Any, steps: _Steps, step_mask: np.ndarray, rewards: tupl
 
     def observations(t: int) -> dict[str, np.ndarray]:  # the rows after step t: later columns blanked
         later = slice(venv.prompt_length + t + 1, None)
-        obs = {"input_ids": ids.copy(), "attention_mask": mask.copy()}
-        obs["input_ids"][:, later], obs["attention_mask"][:, later] = venv.pad_token_id, 0
-        return obs
+        step_ids, step_mask = ids.copy(), mask.copy()
+        step_ids[:, later], step_mask[:, later] = venv.pad_token_id, 0
+        return venv.as_observation(step_ids, step_mask)
 
     for t in range(steps.last + 1):
         returns += raw[:, t]
         paid += rewards[:, t]
         lengths += step_mask[:, t]
-        step_locals = {"new_obs": StepObservations(lambda t=t: observations(t)), "rewards": rewards[:, t],
+        step_locals = {"new_obs": StepObservations(lambda t=t: observations(t), tuple(final_rows)), "rewards": rewards[:, t],
                        "dones": ends == t, "infos": venv.step_infos(finals[t], truncated, (returns, lengths, paid), final_rows),
                        "actions": actions[:, t], "values": steps.values[:, t : t + 1],
                        "log_probs": steps.log_probs[:, t]}
@@ -347,6 +376,8 @@ def step_hidden(trunk: nn.Module, batch: EpisodeBatch, rows: Any = slice(None), 
     columns that are padding in every row of ``rows`` are left out of the pass (same results), in
     multiples of ``align``.
     """
+    if is_seq2seq(trunk):  # the encoder over the sources, the decoder over start + actions
+        return seq2seq_step_hidden(trunk, batch, rows)
     ids, mask = batch.sequences(rows)
     prompt_len = batch.prompt_ids.shape[1]
     start = padding_columns(mask[:, :prompt_len]) // align * align

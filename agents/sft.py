@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch as th
 
+from agents import seq2seq
 from agents.policies import position_ids
 from agents.settings import Checked, ranged
 from textgym.perplexity import scored_logits
@@ -101,8 +102,8 @@ def train_sft(
     """Fine-tune ``lm`` in place on ``env``'s references; returns summary statistics.
 
     Args:
-        lm: A Hugging Face causal LM (its device is used).
-        env: The unwrapped train-split environment.
+        lm: A Hugging Face causal LM or encoder-decoder (its device is used).
+        env: The unwrapped train-split environment (in the seq2seq layout for an encoder-decoder).
         config: Learning rate, epochs (fractions allowed), batch size...
         seed: Shuffling seed.
         progress: Show a progress bar.
@@ -126,8 +127,12 @@ def train_sft(
         if len(order) < config.batch_size:
             order += rng.permutation(len(examples)).tolist()
         rows, order = order[: config.batch_size], order[config.batch_size :]
-        batch = collate([examples[i] for i in rows], env.pad_token_id, device)
-        nll, count = token_nll(lm, batch)
+        chosen = [examples[i] for i in rows]
+        if seq2seq.is_seq2seq(lm):  # the source to the encoder, the target teacher-forced through the decoder
+            start = env.layout.decoder_start_token_id
+            nll, count = seq2seq.token_nll(lm, seq2seq.collate_examples(chosen, env.pad_token_id, start, device))
+        else:
+            nll, count = token_nll(lm, collate(chosen, env.pad_token_id, device))
         loss = nll / max(count, 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -47,7 +47,8 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
     """Keyword arguments for ``gym.make`` from ``config.env`` (unset ones keep the id's preset)."""
     kwargs = {k: getattr(config.env, k) for k in ("data_dir", "reward", "reward_mode", "max_prompt_length",
                                                   "max_new_tokens")}
-    return {k: v for k, v in kwargs.items() if v is not None}
+    # The layout follows the model (its tokenizer folder): seq2seq for T5/BART, causal otherwise.
+    return {**{k: v for k, v in kwargs.items() if v is not None}, "layout": "auto"}
 
 
 def build_vec_env(config: TrainConfig, tokenizer: Any):
@@ -224,10 +225,10 @@ def _tensorboard_writer(logger: Any):
 def _run_sft(config: TrainConfig, start_model: str, tokenizer: Any, writer: Any, out: Path, meta: dict):
     from agents.sft import train_sft
     from textgym.devices import resolve_device
-    from textgym.models import load_causal_lm
+    from textgym.models import load_lm
 
     env = gym.make(config.env.id, split=config.env.train_split, tokenizer=tokenizer, **env_kwargs(config)).unwrapped
-    lm = load_causal_lm(start_model).to(resolve_device(config.device))
+    lm = load_lm(start_model).to(resolve_device(config.device))
     log = (lambda tag, value, step: writer.add_scalar(tag, value, step)) if writer else None
     stats = train_sft(lm, env, config.sft, seed=config.seed, progress=config.progress_bar, log=log)
     save_checkpoint(out / "final", lm, tokenizer, {**meta, "sft": stats})

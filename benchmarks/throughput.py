@@ -16,6 +16,10 @@ ran on different counts are refused.
 Prints a table, then one JSON line. Example (the numbers in benchmarks/README.md)::
 
     python benchmarks/throughput.py --model smollm2-135m --batch 8 --prompt-length 64 --new-tokens 32
+
+Encoder-decoders: ``--model t5-small-config`` / ``--model bart-base-config`` build a randomly initialised
+model of t5-small's / bart-base's shape (with the tokenizer's vocabulary) and run the seq2seq layout;
+bare sampling is then the model's own ``generate`` (encoder once, decoder KV cache).
 """
 
 from __future__ import annotations
@@ -97,15 +101,35 @@ def synthetic_task(num_items: int, prompt_words: int) -> list[Sample]:
             for i in range(num_items)]
 
 
+# Encoder-decoder shapes (hub configs of google-t5/t5-small and facebook/bart-base), built without weights.
+SEQ2SEQ_SHAPES = {
+    "t5-small-config": {"model_type": "t5", "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6,
+                        "num_decoder_layers": 6, "num_heads": 8, "relative_attention_num_buckets": 32},
+    "bart-base-config": {"model_type": "bart", "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
+                         "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072,
+                         "decoder_ffn_dim": 3072, "max_position_embeddings": 1024},
+}
+
+
 def build(args: argparse.Namespace, device: torch.device):
     """The env template and policy kwargs for the chosen model."""
     from textgym.core import TextEnv
     from textgym.models import load_tokenizer
 
-    tokenizer = load_tokenizer(args.tokenizer or (args.model if args.model != "config" else None))
+    configured = args.model == "config" or args.model in SEQ2SEQ_SHAPES
+    tokenizer = load_tokenizer(args.tokenizer or (None if configured else args.model))
+    layout: dict[str, Any] = {}
+    if args.model in SEQ2SEQ_SHAPES:  # the decoder starts from pad (T5's choice; the tokenizer's pad may be EOS)
+        start = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        layout = {"layout": "seq2seq", "decoder_start_token_id": start}
     env = TextEnv(synthetic_task(256, args.prompt_length), tokenizer, reward=args.reward,
-                  max_prompt_length=args.prompt_length + 40, max_new_tokens=args.new_tokens, prompt_template="plain")
-    if args.model == "config":
+                  max_prompt_length=args.prompt_length + 40, max_new_tokens=args.new_tokens, prompt_template="plain",
+                  **layout)
+    if args.model in SEQ2SEQ_SHAPES:
+        config = {**SEQ2SEQ_SHAPES[args.model], "vocab_size": len(tokenizer), "pad_token_id": layout["decoder_start_token_id"],
+                  "eos_token_id": tokenizer.eos_token_id, "decoder_start_token_id": layout["decoder_start_token_id"]}
+        policy_kwargs = dict(model_name=None, model_config=config)
+    elif args.model == "config":
         config = {"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": args.hidden,
                   "intermediate_size": 4 * args.hidden, "num_hidden_layers": args.layers,
                   "num_attention_heads": max(1, args.hidden // 64), "num_key_value_heads": max(1, args.hidden // 64),
@@ -148,12 +172,14 @@ def bench_bare_sampling(policy, venv: TokenVecEnv, repeats: int):
     model = policy.lm
     venv.reset_all()
     ids, mask = venv.input_ids[:, : venv.prompt_length], venv.attention_mask[:, : venv.prompt_length]
+    seq2seq = venv.layout.seq2seq  # generate() then returns the decoder's tokens, its start token first
+    extra = {"decoder_start_token_id": venv.layout.decoder_start_token_id} if seq2seq else {}
 
     def run() -> int:
         with torch.no_grad(), model_autocast(policy):
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=venv.max_new_tokens,
-                                 eos_token_id=venv.eos_token_id, pad_token_id=venv.pad_token_id, top_k=0)
-        new = out[:, ids.shape[1] :]
+                                 eos_token_id=venv.eos_token_id, pad_token_id=venv.pad_token_id, top_k=0, **extra)
+        new = out[:, 1 if seq2seq else ids.shape[1] :]
         ended = (new == venv.eos_token_id).cumsum(-1)
         return int(((ended == 0) | ((ended == 1) & (new == venv.eos_token_id))).sum())  # tokens up to EOS
 
@@ -167,7 +193,9 @@ def model_autocast(policy: Any):
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="config", help="'config' (a model built from --hidden/--layers) or a model name")
+    parser.add_argument("--model", default="config",
+                        help="'config' (a llama built from --hidden/--layers), 't5-small-config' or 'bart-base-config' "
+                             "(an encoder-decoder of that shape, seq2seq layout), or a model name")
     parser.add_argument("--tokenizer", default=None, help="tokenizer name or folder (default: the model's, or SmolLM2's)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -268,6 +296,7 @@ def report(args: argparse.Namespace, device: torch.device, rows: dict[str, dict[
     result: dict[str, Any] = {
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "model": args.model if args.model != "config" else f"llama-config h{args.hidden} l{args.layers}",
+        "layout": fast.env.layout.name,
         "parameters_m": round(sum(p.numel() for p in fast.policy.lm.parameters()) / 1e6, 1),
         "batch": args.batch, "minibatch": args.minibatch, "prompt_tokens": fast.env.prompt_length, "new_tokens": args.new_tokens,
         "threads": threads, "repeats": args.repeats, "torch": torch.__version__,

@@ -8,7 +8,8 @@ in :func:`block_env`:
 
 - **the model**: every ``smollm2-135m`` becomes a tiny randomly initialised Llama that uses the real
   SmolLM2 tokenizer (so env spaces and policies agree), and ``TEXTGYM_DEFAULT_MODEL`` points there
-  for code that names no model;
+  for code that names no model; the encoder-decoder hub ids ``google-t5/t5-small`` and
+  ``facebook/bart-base`` become tiny T5 / BART folders with the GPT-2 tokenizer (:data:`SEQ2SEQ_SWAPS`);
 - **the budgets**: timesteps, item counts and repeats become small numbers (and a rebuild of the
   packaged sentiment model trains on a few texts and writes to the scratch folder).
 
@@ -51,6 +52,10 @@ SWAPS: list[tuple[str, str]] = [
 ]
 
 
+# Hub ids of encoder-decoders in the docs -> the tiny model (of that kind) that replaces them.
+SEQ2SEQ_SWAPS = {"google-t5/t5-small": "t5", "facebook/bart-base": "bart"}
+
+
 @dataclass
 class Block:
     path: Path
@@ -87,7 +92,7 @@ def code_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-def swapped(code: str, tiny_model: str) -> str:
+def swapped(code: str, tiny_model: str, tiny_seq2seq: dict[str, str] | None = None) -> str:
     """``code`` with the model and budgets swapped for tiny ones (:data:`SWAPS`).
 
     >>> swapped('PPO(..., policy_kwargs=dict(model_name="smollm2-135m")).learn(total_timesteps=2_000)', "/m")
@@ -97,6 +102,9 @@ def swapped(code: str, tiny_model: str) -> str:
     """
     for pattern, replacement in SWAPS:
         code = re.sub(pattern, replacement.format(tiny_model=tiny_model), code)
+    for hub_id, kind in SEQ2SEQ_SWAPS.items():
+        if tiny_seq2seq and hub_id in code:
+            code = code.replace(hub_id, tiny_seq2seq[kind])
     return code
 
 
@@ -128,6 +136,18 @@ def tiny_smollm(tmp_path_factory, smollm_tokenizer_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_seq2seq(tmp_path_factory, gpt2_tokenizer_dir) -> dict[str, str]:
+    """Tiny T5 and BART folders with the GPT-2 tokenizer, for the encoder-decoder hub ids of the docs."""
+    from tiny_seq2seq import save_tiny_seq2seq
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gpt2_tokenizer_dir))
+    root = tmp_path_factory.mktemp("docs-seq2seq")
+    return {kind: save_tiny_seq2seq(kind, root / kind, tokenizer, max_position_embeddings=1024)
+            for kind in SEQ2SEQ_SWAPS.values()}
+
+
+@pytest.fixture(scope="session")
 def checkout(tmp_path_factory, data_dir) -> Path:
     """A scratch folder shaped like a checkout: ``../shared/data`` resolves, outputs stay out of the repo."""
     root = tmp_path_factory.mktemp("docs-checkout")
@@ -152,10 +172,11 @@ def block_env(tiny_model: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if not b.run_by_ci], ids=lambda b: b.id)
-def test_code_block_runs(block: Block, checkout: Path, tiny_smollm: str, tmp_path: Path):
+def test_code_block_runs(block: Block, checkout: Path, tiny_smollm: str, tmp_path: Path, request):
     if block.lang not in RUNNABLE:
         pytest.fail(f"{block.id}: ```{block.lang} blocks cannot be run; use ```python or ```bash")
-    code = swapped(block.code, tiny_smollm)
+    seq2seq = request.getfixturevalue("tiny_seq2seq") if any(h in block.code for h in SEQ2SEQ_SWAPS) else None
+    code = swapped(block.code, tiny_smollm, seq2seq)
     script = tmp_path / ("block.py" if block.lang == "python" else "block.sh")
     script.write_text(code)
     command = [sys.executable, str(script)] if block.lang == "python" else ["bash", "-eo", "pipefail", str(script)]

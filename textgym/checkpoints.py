@@ -48,7 +48,7 @@ def check_checkpoint(folder: str | os.PathLike, what: str = "checkpoint folder")
         hint = f"; did you mean {path / 'final'}?" if (path / "final" / "config.json").is_file() else ""
         opens = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens and not hint else ""
         raise FileNotFoundError(f"{path} is not a model checkpoint (no config.json): it is {found.what}{hint}{opens}")
-    if found.kind not in ("checkpoint", "causal-lm", "model"):
+    if found.kind not in ("checkpoint", "causal-lm", "seq2seq-lm", "model"):
         opens = f"; open it with {found.opens.replace('PATH', str(path))}" if found.opens else ""
-        raise WrongFileError(f"{what} needs a model checkpoint (a causal LM folder), but {path} is {found.what}{opens}")
+        raise WrongFileError(f"{what} needs a model checkpoint (a causal or encoder-decoder LM folder), but {path} is {found.what}{opens}")
     return path

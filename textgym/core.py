@@ -12,6 +12,7 @@ from gymnasium.error import ResetNeeded
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.data.base import Sample
 from textgym.fieldtypes import check_arg_types
+from textgym.layouts import EncoderPrompt, resolve_layout
 from textgym.models import load_tokenizer
 from textgym.prompts import PromptEncoder, resolve_prompt_format, special_token_ids
 from textgym.rewards import make_reward, score_and_components
@@ -178,6 +179,11 @@ class TextEnv(gym.Env):
     then the tokens generated so far, right-padded. Pad positions hold the pad id (EOS when the
     tokenizer has no pad token) and mask 0, so ``model(**obs)`` works as is.
 
+    With ``layout="seq2seq"`` (encoder-decoder models): ``input_ids, attention_mask`` of shape
+    ``(max_prompt_length,)``, the source for the encoder (right-padded, inside the tokenizer's
+    special tokens), and ``decoder_input_ids, decoder_attention_mask`` of shape ``(1 + max_new_tokens,)``:
+    the decoder start token, then the tokens generated so far. Same actions, rewards and infos.
+
     ## Rewards
     ``reward_mode="terminal"``: 0 at every step, then the task score of the finished text.
     ``reward_mode="dense"``: ``score(prefix_t) - score(prefix_{t-1})`` per step, with the score of
@@ -201,7 +207,10 @@ class TextEnv(gym.Env):
     episodes, so that critic-free algorithms can compare ``k`` completions of one prompt; in a
     vector env the ``k`` consecutive envs ``j*k .. j*k+k-1`` share each prompt, and a single env
     repeats each prompt for ``k`` episodes in a row. With ``k > 1`` infos carry ``group``: the
-    env's group ``j`` in a vector env, the running count of prompts drawn in a single env).
+    env's group ``j`` in a vector env, the running count of prompts drawn in a single env),
+    layout (``"causal"``, ``"seq2seq"`` or ``"auto"``: the model kind of the config saved beside the
+    tokenizer; see :mod:`textgym.layouts`), decoder_start_token_id (seq2seq only; default: the model
+    config's).
 
     ## Version History
     * v0: initial version.
@@ -224,6 +233,8 @@ class TextEnv(gym.Env):
         metrics: Sequence[str] = (),
         render_mode: str | None = None,
         group_size: int = 1,
+        layout: str = "causal",
+        decoder_start_token_id: int | None = None,
     ) -> None:
         check_arg_types(TextEnv.__init__, locals())  # types from the annotations: a bare string for metrics, ...
         if not samples:
@@ -240,6 +251,7 @@ class TextEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.tokenizer = load_tokenizer(tokenizer)
+        self.layout = resolve_layout(layout, tokenizer, self.tokenizer, decoder_start_token_id)
         self.eos_token_id, self.pad_token_id = special_token_ids(self.tokenizer)
         self.reward_fn = make_reward(reward)
         self.metric_fns = {name: make_reward(name) for name in metrics}
@@ -248,21 +260,17 @@ class TextEnv(gym.Env):
         self.max_prompt_length = _check_length("max_prompt_length", max_prompt_length)
         self.max_new_tokens = _check_length("max_new_tokens", max_new_tokens)
         fmt = resolve_prompt_format(prompt_template, instruction, self.tokenizer, truncation_side)
-        self.prompt_encoder = PromptEncoder(self.tokenizer, fmt, self.max_prompt_length)
+        encoder_cls = EncoderPrompt if self.layout.seq2seq else PromptEncoder
+        self.prompt_encoder = encoder_cls(self.tokenizer, fmt, self.max_prompt_length)
         self.render_mode = render_mode
         if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
             raise ValueError(f"group_size must be an integer >= 1 (completions per prompt), got {group_size!r}")
         self.group_size = int(group_size)
 
         self.vocab_size = len(self.tokenizer)
-        length = self.max_prompt_length + self.max_new_tokens
         self.action_space = spaces.Discrete(self.vocab_size)
-        self.observation_space = spaces.Dict(
-            {
-                "input_ids": spaces.Box(0, self.vocab_size - 1, (length,), np.int64),
-                "attention_mask": spaces.Box(0, 1, (length,), np.int64),
-            }
-        )
+        self.observation_space = self.layout.observation_space(self.vocab_size, self.max_prompt_length,
+                                                               self.max_new_tokens)
         self.metadata = {**type(self).metadata, "reward": self.reward_fn.name}
         for fn in (self.reward_fn, *self.metric_fns.values()):
             for part in getattr(fn, "components", {fn.name: fn}).values():
@@ -295,7 +303,8 @@ class TextEnv(gym.Env):
         self._sample = self.samples[self._next_index(options)]
         prompt = self.prompt_encoder.encode(self._sample.source)
         self._prompt = np.full(self.max_prompt_length, self.pad_token_id, dtype=np.int64)
-        self._prompt[self.max_prompt_length - len(prompt) :] = prompt
+        self._prompt_start = 0 if self.layout.seq2seq else self.max_prompt_length - len(prompt)  # seq2seq: right-padded
+        self._prompt[self._prompt_start : self._prompt_start + len(prompt)] = prompt
         self._prompt_len = len(prompt)
         self._prompt_text = self.tokenizer.decode(prompt)
         self._generated: list[int] = []
@@ -368,8 +377,9 @@ class TextEnv(gym.Env):
         gen = self._generated + ([self.eos_token_id] if with_eos else [])
         ids[self.max_prompt_length : self.max_prompt_length + len(gen)] = gen
         mask = np.zeros_like(ids)
-        mask[self.max_prompt_length - self._prompt_len : self.max_prompt_length + len(gen)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        mask[self._prompt_start : self._prompt_start + self._prompt_len] = 1
+        mask[self.max_prompt_length : self.max_prompt_length + len(gen)] = 1
+        return self.layout.observation(ids, mask, self.max_prompt_length)
 
     # --- text and scores -----------------------------------------------------------------
     def generation_text(self) -> str:

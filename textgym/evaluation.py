@@ -80,7 +80,7 @@ def evaluate(
     Args:
         env_id: A registered textgym id.
         model: A model name or folder (see :mod:`textgym.models`; default :func:`textgym.models.default_model`)
-            or a loaded causal LM.
+            or a loaded causal LM or encoder-decoder (whose env then takes ``layout="seq2seq"``).
         split: Data split to evaluate on.
         n: Number of items (the first ``n`` in file order); ``None`` for all.
         batch_size: Items generated together.
@@ -97,13 +97,17 @@ def evaluate(
     import torch
     from tqdm.auto import tqdm
 
-    from textgym.models import check_model_kind, load_causal_lm, load_tokenizer
+    from textgym.models import check_model_kind, load_lm, load_tokenizer
 
     start = time.perf_counter()
     check_model_kind(model, "model")  # the wrong kind of folder is named before a tokenizer or env is built from it
     tokenizer = load_tokenizer(env_kwargs.pop("tokenizer", model if isinstance(model, str) else None))
+    lm = load_lm(model).to(resolve_device(device)).eval()
+    # The layout follows the model: an encoder-decoder is given the seq2seq observations.
+    env_kwargs.setdefault("layout", "seq2seq" if getattr(lm.config, "is_encoder_decoder", False) else "causal")
+    if env_kwargs["layout"] == "seq2seq":
+        env_kwargs.setdefault("decoder_start_token_id", lm.config.decoder_start_token_id)
     env = gym.make(env_id, split=split, tokenizer=tokenizer, **env_kwargs).unwrapped
-    lm = load_causal_lm(model).to(resolve_device(device)).eval()
     if lm.get_output_embeddings().weight.shape[0] < env.action_space.n:
         raise ValueError(f"model vocabulary {lm.config.vocab_size} is smaller than the tokenizer's {env.action_space.n}")
     torch.manual_seed(seed)
@@ -115,11 +119,13 @@ def evaluate(
         prompts = [env.reset(options={"sample_index": i})[0] for i in indices]
         ids = torch.as_tensor(np.stack([p["input_ids"][: env.max_prompt_length] for p in prompts]), device=lm.device)
         mask = torch.as_tensor(np.stack([p["attention_mask"][: env.max_prompt_length] for p in prompts]), device=lm.device)
+        seq2seq = env.layout.seq2seq  # generate() returns the decoder's tokens after its start token
+        extra = {"decoder_start_token_id": env.layout.decoder_start_token_id} if seq2seq else {}
         with torch.no_grad():
             out = lm.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=env.max_new_tokens, do_sample=do_sample,
-                eos_token_id=env.eos_token_id, pad_token_id=env.pad_token_id,
-            )[:, ids.shape[1] :].tolist()
+                eos_token_id=env.eos_token_id, pad_token_id=env.pad_token_id, **extra,
+            )[:, 1 if seq2seq else ids.shape[1] :].tolist()
         prompt_ids += [row[m.bool()].tolist() for row, m in zip(ids.cpu(), mask.cpu())]  # as the env encoded them
         for index, tokens in zip(indices, out):
             records.append(_replay(env, index, tokens))
@@ -137,12 +143,12 @@ def _perplexity(judge: Any, tokenizer: Any, records: list[dict[str, Any]], promp
     A judge that shares the env's vocabulary is given the env's own prompt ids, so text from the data
     that looks like a control token stays text; another tokenizer gets the prompt text.
     """
-    from textgym.models import load_causal_lm, load_tokenizer
+    from textgym.models import load_lm, load_tokenizer
     from textgym.perplexity import generation_perplexity
 
     env_tokenizer = tokenizer
     if isinstance(judge, (str, os.PathLike)):
-        judge, tokenizer = load_causal_lm(judge).to(device).eval(), load_tokenizer(judge)
+        judge, tokenizer = load_lm(judge).to(device).eval(), load_tokenizer(judge)
     same_vocab = tokenizer is env_tokenizer or tokenizer.get_vocab() == env_tokenizer.get_vocab()
     prompts = prompt_ids if same_vocab else [r["prompt_text"] for r in records]
     scores = generation_perplexity(judge, tokenizer, prompts, [r["generation"] for r in records])

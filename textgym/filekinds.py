@@ -52,6 +52,9 @@ def _model_folder(path: Path, config: dict) -> FileKind:
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         return FileKind("causal-lm", f"a causal LM folder ({arch})",
                         "--model / --init / load_causal_lm(PATH) / agents policy_kwargs model_name")
+    if config.get("is_encoder_decoder") and any(a.endswith("ForConditionalGeneration") for a in archs):
+        return FileKind("seq2seq-lm", f"an encoder-decoder LM folder ({arch})",
+                        "--model / --init / load_lm(PATH) / agents policy_kwargs model_name")
     if any(a.endswith("ForSequenceClassification") for a in archs):
         return FileKind("classifier", f"a sequence-classifier folder ({arch})", "make_reward('classifier:PATH')")
     if not archs:  # an old or hand-written config: the weights guard (textgym.models) decides
@@ -76,7 +79,7 @@ def _folder(path: Path) -> FileKind:
         if not isinstance(config, dict):
             return FileKind("broken-model", "a model folder whose config.json is not a JSON object", "")
         found = _model_folder(path, config)
-        if META_FILE in names and found.kind == "causal-lm":
+        if META_FILE in names and found.kind in ("causal-lm", "seq2seq-lm"):
             agent = " (with agent.zip: agents.<ALGO>.load(PATH/agent.zip) resumes training)" if "agent.zip" in names else ""
             return FileKind("checkpoint", f"a textgym checkpoint folder ({found.what[2:]}){agent}",
                             "`textgym eval --checkpoint PATH`, `textgym train --init PATH`, --model PATH")

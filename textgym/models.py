@@ -340,6 +340,32 @@ def _check_kind(where: Path, cls_name: str, what: str) -> None:
                              f"was expected{opens}")
 
 
+def load_lm(spec: Any = None, *, dtype: Any = "fp32", **kwargs: Any):
+    """Load a language model of either kind: an encoder-decoder (``AutoModelForSeq2SeqLM``: T5, BART,
+    Pegasus, mT5) when its config says ``is_encoder_decoder``, else a causal LM (:func:`load_causal_lm`,
+    whose arguments these are). A loaded model passes through."""
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        return spec
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    where = resolve_model_path(spec)
+    if isinstance(where, Path) and (where / "config.json").is_file():
+        config = AutoConfig.from_pretrained(where)
+    else:
+        try:
+            config = _from_pretrained(AutoConfig, where, spec or default_model(), "model config")
+        except (OSError, ValueError):
+            config = None  # let load_causal_lm say what is wrong
+    if not getattr(config, "is_encoder_decoder", False):
+        return load_causal_lm(spec, dtype=dtype, **kwargs)
+    kwargs = {**_dtype_kwargs(as_torch_dtype(dtype)), **kwargs}
+    return _from_pretrained(AutoModelForSeq2SeqLM, where, spec or default_model(), "model", **kwargs)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt",
+                    "spiece.model", "sentencepiece.bpe.model")
+
+
 def _from_pretrained(auto_cls: Any, where: Path | str, name: Any, what: str, **kwargs: Any):
     """``auto_cls.from_pretrained(where)`` with errors that name ``name`` (a hub id that cannot be
     reached offline, a folder with broken files) instead of the hub's generic connection message."""

@@ -24,7 +24,8 @@ def generation_perplexity(
     (the prompt is context). Empty generations contribute no tokens.
 
     Args:
-        lm: A Hugging Face causal LM (already on its device).
+        lm: A Hugging Face causal LM or encoder-decoder (already on its device; an encoder-decoder reads the
+            prompt with its encoder and scores the generation with its decoder).
         tokenizer: The tokenizer of ``lm``.
         prompts: The prompts as the model saw them: token ids in ``tokenizer``'s vocabulary (exact:
             control tokens stay control, data text stays text), or texts (``info["prompt_text"]``,
@@ -52,6 +53,9 @@ def generation_perplexity(
     total, count = 0.0, 0
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(lm.parameters()).device
+    if getattr(lm.config, "is_encoder_decoder", False):  # the prompt to the encoder, the generation to the decoder
+        total, count = _seq2seq_nll(lm, pairs, pad, batch_size, device)
+        pairs = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         width = max(len(ids) for ids, _ in chunk)
@@ -70,6 +74,34 @@ def generation_perplexity(
         count += int(scored.sum())
     nll = total / count if count else float("nan")
     return {"perplexity": math.exp(nll) if count else float("nan"), "nll_per_token": nll, "scored_tokens": float(count)}
+
+
+def _seq2seq_nll(lm: Any, pairs: list[tuple[list[int], int]], pad: int, batch_size: int, device: Any
+                 ) -> tuple[float, int]:
+    """Summed NLL and count of the generated tokens under an encoder-decoder: ``(prompt + generation, len(prompt))``
+    pairs, the prompt as the encoder's source and the generation teacher-forced after the decoder start token."""
+    import torch
+
+    total, count, start_id = 0.0, 0, lm.config.decoder_start_token_id
+    for begin in range(0, len(pairs), batch_size):
+        chunk = [(tokens[:n], tokens[n:]) for tokens, n in pairs[begin : begin + batch_size]]
+        s_len, t_len = max(max(len(s) for s, _ in chunk), 1), max(len(t) for _, t in chunk)
+        src = torch.full((len(chunk), s_len), pad, dtype=torch.long)
+        src_mask = torch.zeros_like(src)
+        dec = torch.full((len(chunk), t_len), pad, dtype=torch.long)
+        labels = torch.full((len(chunk), t_len), -100, dtype=torch.long)
+        for row, (source, target) in enumerate(chunk):  # right padding
+            src[row, : len(source)], src_mask[row, : len(source)] = torch.tensor(source, dtype=torch.long), 1
+            dec[row, : len(target)] = torch.tensor([start_id, *target[:-1]])
+            labels[row, : len(target)] = torch.tensor(target)
+        with torch.no_grad():
+            logits = lm(input_ids=src.to(device), attention_mask=src_mask.to(device), decoder_input_ids=dec.to(device),
+                        decoder_attention_mask=(labels != -100).long().to(device)).logits  # (B, T, V)
+        scored = labels.to(device) != -100
+        total += float(torch.nn.functional.cross_entropy(logits[scored].float(), labels.to(device)[scored],
+                                                         reduction="sum"))
+        count += int(scored.sum())
+    return total, count
 
 
 def scored_logits(lm: Any, ids: Any, mask: Any, scored: Any, **forward_kwargs: Any) -> Any:

@@ -42,7 +42,8 @@ class TokenVecEnv(VecEnv):
         device: Where the token tensors live (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
 
     Attributes:
-        input_ids, attention_mask: ``(N, L)`` int64 tensors on ``device``: the current observations.
+        input_ids, attention_mask: ``(N, L)`` int64 tensors on ``device``: the stored rows (prompt, then
+            generated tokens); the observations are these in the env's layout (:meth:`as_observation`).
         num_generated: ``(N,)`` tokens generated so far (EOS not counted).
         finished: ``(N,)`` bool, set when an episode ended and the env was not reset yet.
         episode_recorders: Called as ``recorder(i, info, episode_return, length)`` for each episode end
@@ -67,6 +68,7 @@ class TokenVecEnv(VecEnv):
         self.device = resolve_device(device)
         self.prompt_length, self.max_new_tokens = env.max_prompt_length, env.max_new_tokens
         self.eos_token_id, self.pad_token_id = env.eos_token_id, env.pad_token_id
+        self.layout = env.layout
         self.render_mode = None
         n, length = num_envs, env.max_prompt_length + env.max_new_tokens
         self.input_ids = torch.full((n, length), self.pad_token_id, dtype=torch.long, device=self.device)
@@ -116,8 +118,9 @@ class TokenVecEnv(VecEnv):
         self._sample_index[i] = index
         self.input_ids[i].fill_(self.pad_token_id)
         self.attention_mask[i].zero_()
-        self.input_ids[i, self.prompt_length - len(ids) : self.prompt_length] = ids
-        self.attention_mask[i, self.prompt_length - len(ids) : self.prompt_length] = 1
+        start = 0 if self.layout.seq2seq else self.prompt_length - len(ids)  # seq2seq: the source right-padded
+        self.input_ids[i, start : start + len(ids)] = ids
+        self.attention_mask[i, start : start + len(ids)] = 1
         self.num_generated[i] = 0
         self.finished[i] = False
         self._last_score[i] = 0.0
@@ -337,7 +340,11 @@ class TokenVecEnv(VecEnv):
         ids, mask = self.input_ids, self.attention_mask
         if envs is not None:
             ids, mask = ids[list(envs)], mask[list(envs)]
-        return {"input_ids": ids.cpu().numpy(), "attention_mask": mask.cpu().numpy()}
+        return self.as_observation(ids.cpu().numpy(), mask.cpu().numpy())
+
+    def as_observation(self, ids: Any, mask: Any) -> dict[str, Any]:
+        """Stored ``(N, P + T)`` rows (NumPy or torch) as observations of the env's layout (see :mod:`textgym.layouts`)."""
+        return self.layout.observation(ids, mask, self.prompt_length)
 
     # --- SB3 VecEnv interface ----------------------------------------------------------------
     def reset(self):

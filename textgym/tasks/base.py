@@ -13,7 +13,8 @@ from textgym.data.base import Sample
 # Every keyword a registered id accepts (besides the data-set selection below).
 ENV_KWARGS = (
     "tokenizer", "reward", "reward_mode", "max_prompt_length", "max_new_tokens", "prompt_template",
-    "instruction", "truncation_side", "metrics", "render_mode", "group_size",
+    "instruction", "truncation_side", "metrics", "render_mode", "group_size", "layout",
+    "decoder_start_token_id",
 )
 
 
