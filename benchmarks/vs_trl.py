@@ -23,7 +23,8 @@ textgym also reports where an iteration's time goes, and one iteration in units 
     python benchmarks/vs_trl.py --trl-ppo-python /work/venvs/trl112/bin/python \\
         --trl-grpo-python /work/venvs/trl-latest/bin/python
 
-(see benchmarks/README.md for making the two TRL environments). ``--device auto`` and bf16
+(see benchmarks/README.md for making the two TRL environments). ``--learning`` runs the learning race
+instead (:mod:`benchmarks.learning_race`: held-out gain per episode and per CPU minute). ``--device auto`` and bf16
 autocast on a GPU (``--precision auto``) make the textgym side GPU-ready; the TRL worker uses the
 GPU when there is one.
 """
@@ -222,6 +223,15 @@ def table(results: dict[str, dict[str, Any]], spec: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--learning" in argv:  # the learning race: benchmarks/learning_race.py
+        if __package__:
+            from benchmarks import learning_race
+        else:  # run as python benchmarks/vs_trl.py: this folder is first on sys.path
+            import learning_race
+
+        argv.remove("--learning")
+        return learning_race.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--trl-ppo-python", help="python of the TRL 1.12.0 environment (needed for trl-ppo)")
