@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default=default_model())
     parser.add_argument("--data-dir", default=os.environ.get("TEXTGYM_DATA_DIR"))
     parser.add_argument("--episodes", type=int_in(16), default=256, help="sampled episodes per system")
-    parser.add_argument("--prompts", type=int_in(4), default=256, help="size of the shared training prompt pool")
+    parser.add_argument("--prompts", type=int_in(16), default=256,
+                        help="size of the shared training prompt pool (at least one batch of 16)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="of the LoRA adapters, every system")
     parser.add_argument("--kl-coef", type=float, default=0.05)
     parser.add_argument("--eval-n", type=int_in(1), default=100, help="held-out reviews (train[90%%:])")

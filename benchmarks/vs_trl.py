@@ -118,7 +118,6 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     import torch
 
     import agents.base
-    import agents.ppo
     from agents import PPO
     from textgym.devices import resolve_device
     from textgym.vector import TokenVecEnv
@@ -140,9 +139,9 @@ def run_textgym(spec: dict[str, Any], lora: bool) -> dict[str, Any]:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     timer = PhaseTimer(sync)
     timer.wrap(agents.base, "generate_episodes", "generation (KV cache, env, reward)")
-    timer.wrap(agents.base, "evaluate_episodes", "old log-probs + values pass")
     timer.wrap(agents.base, "reference_log_probs", "reference pass")
-    timer.wrap(agents.ppo, "evaluate_episodes", "update forward")
+    # the only teacher-forced pass with gradients (old log-probs and values are recorded while sampling)
+    timer.wrap(agents.base, "evaluate_episodes", "update forward")
     timer.wrap(torch.Tensor, "backward", "backward")
     timer.wrap(torch.nn.utils, "clip_grad_norm_", "clipping + optimizer")
     timer.wrap(model.policy.optimizer, "step", "clipping + optimizer")
