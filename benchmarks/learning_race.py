@@ -4,7 +4,7 @@ Four systems learn the same task under the same conditions, each in its own subp
 
 - ``textgym-ppo``: agents.PPO with the cpu suite's IMDB-v0 settings (dense reward, 2 epochs, minibatch 64);
 - ``textgym-rloo``: agents.RLOO, groups of 4, normalised advantages (textgym's best critic-free algorithm
-  on the dev slice that kept perplexity in bounds; GRPO scored higher but doubled perplexity);
+  on the dev slice that kept perplexity in bounds; GRPO scored higher at 1.75x perplexity);
 - ``trl-ppo``: TRL 1.12.0's ``PPOTrainer`` (``benchmarks/vs_trl_worker.py ppo-learn``);
 - ``trl-grpo``: the latest TRL's ``GRPOTrainer``, groups of 4 (``vs_trl_worker.py grpo-learn``).
 
@@ -13,7 +13,7 @@ rate; the same pool of IMDB-v0 training prompts (the first ``--prompts`` of ``tr
 with no early stop; the packaged ``sentiment`` scorer as the reward (handed to TRL as a function); the same
 number of sampled episodes, the same KL coefficient, the same torch threads. Each trained model is then
 evaluated identically, greedy, on held-out reviews (``train[90%:]``, never trained on) with
-:func:`textgym.evaluate`: sentiment, perplexity under the untouched model, distinct-2, repetition.
+:func:`textgym.evaluation.evaluate`: sentiment, perplexity under the untouched model, distinct-2, repetition.
 
 The report gives each system's held-out gain over zero-shot per 1,000 episodes and per CPU minute of
 training, and writes a JSON file and a plot.
@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,7 +46,8 @@ def make_env(spec: dict[str, Any], group_size: int = 1):
     import textgym  # noqa: F401  (registers the ids)
 
     env = gym.make(ENV_ID, split="train[:90%]", data_dir=spec["data_dir"], tokenizer=spec["model_dir"],
-                   max_new_tokens=spec["new_tokens"], reward="sentiment", reward_mode="dense", group_size=group_size).unwrapped
+                   max_new_tokens=spec["new_tokens"], reward="sentiment", reward_mode="dense",
+                   group_size=group_size).unwrapped
     env.samples = env.samples[: spec["prompts"]]
     return env
 
