@@ -1,10 +1,12 @@
 """The learning race of ``benchmarks/vs_trl.py --learning``: how much held-out text each system improves.
 
-Four systems learn the same task under the same conditions, each in its own subprocess:
+Five systems learn the same task under the same conditions, each in its own subprocess:
 
 - ``textgym-ppo``: agents.PPO with the cpu suite's IMDB-v0 settings (dense reward, 2 epochs, minibatch 64);
 - ``textgym-rloo``: agents.RLOO, groups of 4, normalised advantages (textgym's best critic-free algorithm
   on the dev slice that kept perplexity in bounds; GRPO scored higher at 1.75x perplexity);
+- ``textgym-grpo``: agents.GRPO in TRL GRPO's recipe, groups of 4, one epoch of one minibatch per
+  16-episode rollout (one Adam step per 16 episodes), the KL as a loss term;
 - ``trl-ppo``: TRL 1.12.0's ``PPOTrainer`` (``benchmarks/vs_trl_worker.py ppo-learn``);
 - ``trl-grpo``: the latest TRL's ``GRPOTrainer``, groups of 4 (``vs_trl_worker.py grpo-learn``).
 
@@ -34,7 +36,7 @@ from typing import Any
 from textgym.argtypes import int_in
 
 HERE = Path(__file__).resolve().parent
-SYSTEMS = ("textgym-ppo", "textgym-rloo", "trl-ppo", "trl-grpo")
+SYSTEMS = ("textgym-ppo", "textgym-rloo", "textgym-grpo", "trl-ppo", "trl-grpo")
 ENV_ID = "textgym/IMDB-v0"
 METRICS = ("sentiment", "perplexity", "distinct_2", "repetition", "mean_tokens")
 
@@ -75,7 +77,7 @@ def run_textgym(spec: dict[str, Any], algo: str, out: Path) -> dict[str, Any]:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents import PPO, RLOO
+    from agents import GRPO, PPO, RLOO
     from textgym.vector import TokenVecEnv
 
     class SampledReward(BaseCallback):
@@ -104,6 +106,9 @@ def run_textgym(spec: dict[str, Any], algo: str, out: Path) -> dict[str, Any]:
     if algo == "ppo":
         model = PPO("TransformerPolicy", venv, n_epochs=spec["ppo_epochs"],
                     batch_size=spec["ppo_minibatch_episodes"] * spec["new_tokens"], **common)
+    elif algo == "grpo":
+        model = GRPO("TransformerPolicy", venv, group_size=spec["group_size"], n_epochs=1,
+                     batch_size=spec["num_envs"] * spec["new_tokens"], **common)
     else:
         model = RLOO("TransformerPolicy", venv, group_size=spec["group_size"], normalize_advantage=True, **common)
     curve = SampledReward()
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int_in(1), default=1, help="systems trained at once (each on --threads)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="learning-race", help="folder for models, logs, results and the plot")
-    parser.add_argument("--worker", choices=("ppo", "rloo"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("ppo", "rloo", "grpo"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
