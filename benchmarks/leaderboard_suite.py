@@ -16,6 +16,7 @@ Suite file keys (unknown keys are errors)::
         env_kwargs: {max_new_tokens: 16}         # EnvConfig fields besides the id
         train: {...}                             # per-task TrainConfig fields (optional)
         test: {split: "validation[600:]"}        # per-task evaluation protocol overrides (optional)
+        method_overrides: {grpo: {total_timesteps: 16384}}   # per-task, after the suite's (optional)
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class Task:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
+    # A method's budget on this task: methods differ in cost per episode (a critic-free one runs no value
+    # head), so an equal-time comparison can give one more episodes on one task.
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,8 +117,14 @@ def load_suite(spec: str | Path) -> Suite:
         raise ValueError(f"{path}: tasks must be a non-empty list")
     tasks = [Task(**_keys(t, Task, f"{path}: tasks[{i}]")) for i, t in enumerate(data.pop("tasks"))]
     suite = Suite(tasks=tasks, **data)
+    overrides = {"method_overrides": suite.method_overrides,
+                 **{f"tasks[{i}].method_overrides": t.method_overrides for i, t in enumerate(tasks)}}
+    for where, value in overrides.items():
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ValueError(f"{path}: {where} must map methods to mappings of config keys, got {value!r}")
     bad = sorted(set(suite.methods) - set(METHODS)) + sorted(set(suite.method_overrides) - set(METHODS))
     bad += sorted(set(suite.method_seeds) - set(METHODS))
+    bad += sorted({m for t in suite.tasks for m in t.method_overrides} - set(METHODS))
     for method, seeds in suite.method_seeds.items():
         if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ValueError(f"{path}: method_seeds.{method} must be a list of integer seeds, got {seeds!r}")
@@ -131,6 +141,7 @@ def run_config(suite: Suite, task: Task, method: str, seed: int) -> dict[str, An
     test = {"split": "test", "n": None, "batch_size": 16, **suite.test, **task.test}
     data = merge(suite.train, task.train)
     data = merge(data, suite.method_overrides.get(method, {}))
+    data = merge(data, task.method_overrides.get(method, {}))
     data = merge(data, {"env": {"id": task.env, **task.env_kwargs}, "model": suite.model, "seed": seed,
                         "algo": ALGO_OF[method], "progress_bar": False,
                         "eval": {**test, "before": False, "after": method != "zero-shot", "show": 0},

@@ -12,7 +12,7 @@ from conftest import needs
 from benchmarks import leaderboard
 from benchmarks.leaderboard_records import check_record, load_records, merge_records, relevant_config, write_record
 from benchmarks.leaderboard_render import mean_std, render, update_readme
-from benchmarks.leaderboard_suite import load_suite, plan
+from benchmarks.leaderboard_suite import load_suite, plan, run_config
 
 TINY_SUITE = """
 name: tiny
@@ -144,12 +144,25 @@ def test_merge_command_renders(tmp_path, capsys):
     assert "merged 1 new record(s)" in capsys.readouterr().out and (tmp_path / "L.md").is_file()
 
 
+def test_a_task_budget_applies_to_its_method_only(tmp_path):
+    """A task's method_overrides (indented under the task) come after the suite's, for that method only."""
+    suite = load_suite(suite_file(tmp_path, "m", methods="[ppo, grpo]",
+                                  extra="    method_overrides: {grpo: {total_timesteps: 48}}\n"))
+    task = suite.tasks[0]
+    assert run_config(suite, task, "grpo", 0)["total_timesteps"] == 48
+    assert run_config(suite, task, "ppo", 0)["total_timesteps"] == 12
+
+
 @pytest.mark.parametrize("extra, message", [
     ("colour: red\n", r"unknown key\(s\) \['colour'\]"),
     ("method_overrides: {dqn: {}}\n", r"unknown method\(s\) \['dqn'\]"),
     ("method_overrides: {ppo: {ppo: {n_step: 3}}}\n", r"unknown config key\(s\) \['ppo.n_step'\]"),
     ("method_seeds: {ppo: 0}\n", r"method_seeds.ppo must be a list of integer seeds"),
     ("method_seeds: {dqn: [0]}\n", r"unknown method\(s\) \['dqn'\]"),
+    ("method_overrides: [ppo]\n", r"method_overrides must map methods to mappings"),
+    ("    method_overrides: {dqn: {}}\n", r"unknown method\(s\) \['dqn'\]"),
+    ("    method_overrides: {ppo: 3}\n", r"tasks\[0\].method_overrides must map methods to mappings"),
+    ("    method_overrides: {ppo: {ppo: {n_step: 3}}}\n", r"unknown config key\(s\) \['ppo.n_step'\]"),
 ])
 def test_suite_errors_are_caught_before_running(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
