@@ -46,6 +46,7 @@ SWAPS: list[tuple[str, str]] = [
     (r"--limit[ =]\d+", "--limit 40"),
     (r"--episodes[ =]\d+", "--episodes 16"),
     (r"--eval-n[ =]\d+", "--eval-n 2"),
+    (r"eval\.n=\d+", "eval.n=4"),
     # rebuilding the packaged sentiment model: a small budget, written to the scratch folder (never
     # over the packaged file)
     (r"(textgym rlhf build-sentiment\b[^\n#]*?)(\s*#|\n)", r"\1 --limit 100 --out sentiment-test.npz\2"),
