@@ -122,9 +122,8 @@ def load_suite(spec: str | Path) -> Suite:
     for where, value in overrides.items():
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ValueError(f"{path}: {where} must map methods to mappings of config keys, got {value!r}")
-    bad = sorted(set(suite.methods) - set(METHODS)) + sorted(set(suite.method_overrides) - set(METHODS))
-    bad += sorted(set(suite.method_seeds) - set(METHODS))
-    bad += sorted({m for t in suite.tasks for m in t.method_overrides} - set(METHODS))
+    bad = sorted(set(suite.methods) - set(METHODS)) + sorted(set(suite.method_seeds) - set(METHODS))
+    bad += sorted({m for value in overrides.values() for m in value} - set(METHODS))
     for method, seeds in suite.method_seeds.items():
         if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ValueError(f"{path}: method_seeds.{method} must be a list of integer seeds, got {seeds!r}")
