@@ -174,6 +174,8 @@ def plan(suite: Suite, tasks: Sequence[str] | None = None, methods: Sequence[str
                     jobs.append(Job([spec[m]]))
             if from_sft:
                 spec["sft"].record = "sft" in here
+                if not spec["sft"].record:  # only its checkpoint is used: its held-out evaluation would be wasted
+                    spec["sft"].config["eval"]["after"] = False
                 jobs.append(Job([spec["sft"], *(spec[m] for m in from_sft)]))
             elif "sft" in here:
                 jobs.append(Job([spec["sft"]]))

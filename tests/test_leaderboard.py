@@ -189,6 +189,9 @@ def test_shipped_suites_load_and_plan():
 def test_sft_plus_ppo_alone_brings_its_unrecorded_sft_run(tmp_path):
     jobs = plan(load_suite(suite_file(tmp_path, "m")), methods=["sft+ppo"])
     assert [(r.method, r.record) for r in jobs[0].runs] == [("sft", False), ("sft+ppo", True)]
+    assert jobs[0].runs[0].config["eval"]["after"] is False  # an unrecorded sft start is not evaluated
+    recorded = plan(load_suite(suite_file(tmp_path, "m")), methods=["sft", "sft+ppo"])[-1].runs[0]
+    assert recorded.method == "sft" and recorded.config["eval"]["after"] is True
 
 
 def _check_records(records_dir, methods):
