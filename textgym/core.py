@@ -32,6 +32,19 @@ def check_sample_index(index: Any, num_samples: int) -> int:
     return int(index)
 
 
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` as an int (``None`` passes), else an error naming ``name``: a whole number >= 0, as Gymnasium's
+    seeding takes (its own error would not name the argument, and a vector env's ``seed + i`` fails on a string
+    before it)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number >= 0 (or None), got {seed!r} (a {type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"{name} must be a whole number >= 0 (or None), got {seed!r}")
+    return int(seed)
+
+
 def check_reset_options(options: Mapping[str, Any] | None) -> None:
     if options is not None and not isinstance(options, Mapping):
         raise TypeError(f"options must be a dict (or None), got {type(options).__name__}; a vector env's reset "
@@ -295,7 +308,7 @@ class TextEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the next sample (a new epoch order per ``seed``) and return the prompt."""
-        super().reset(seed=seed)
+        super().reset(seed=check_seed(seed))
         if seed is not None:
             self._sample_order.restart()  # the same seed replays the same sample order
             self._group, self._group_left = -1, 0
