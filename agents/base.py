@@ -92,7 +92,7 @@ class TextAlgorithm:
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
             kwargs[name] = value
-        own = {"kl_horizon": kl_horizon, "n_envs": n_envs, "env_kwargs": env_kwargs, "fast_path": fast_path}
+        own = {k: v for k, v in locals().items() if k not in ("self", "policy", "env", "args", "kwargs", "config")}
         check_arg_types(TextAlgorithm.__init__, own, type(self).__name__, at_least={"kl_horizon": 1, "n_envs": 1})
         # SB3's annotated constructor arguments (seed, verbose, policy_kwargs, tensorboard_log, ...), by their names
         check_arg_types(sb3_init, kwargs, type(self).__name__, at_least={"verbose": 0})

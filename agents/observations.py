@@ -46,27 +46,31 @@ def check_text_space(space: Any, owner: str = "TransformerPolicy") -> int:
     return shapes.pop()[0]
 
 
-def check_obs_shapes(obs: Any, length: int, keys: Any = ("input_ids", "attention_mask")) -> None:
+def check_obs_shapes(obs: Any, length: int, space: Any = None) -> None:
     """Before SB3's ``predict`` reshapes arrays: each key must be ``(L,)`` or ``(n, L)`` with ``n >= 1`` (SB3 would
     reshape any size that divides by ``L`` and fail on the rest with numpy's reshape error), of numbers, and
-    every key one of the observation space's ``keys`` (SB3 would fail on another with a raw ``KeyError``)."""
+    every key one of the observation ``space``'s (SB3 would fail on another with a raw ``KeyError``). With
+    ``space`` (a Dict), its keys and each key's own length apply (a seq2seq layout's decoder keys)."""
     if not isinstance(obs, dict):
         raise ValueError(f"obs must be a dict with input_ids and attention_mask, got {type(obs).__name__}")
-    unknown = sorted(map(str, set(obs) - set(keys)))
+    lengths = ({k: box.shape[-1] for k, box in space.spaces.items()} if space is not None
+               else {"input_ids": length, "attention_mask": length})
+    unknown = sorted(map(str, set(obs) - set(lengths)))
     if unknown:
-        raise ValueError(f"obs has key(s) {unknown} that the observation space lacks; allowed keys: {sorted(keys)}")
-    for key in keys:
+        raise ValueError(f"obs has key(s) {unknown} that the observation space lacks; allowed keys: {sorted(lengths)}")
+    for key, size in lengths.items():
         if key not in obs:
             raise ValueError(f"obs lacks {key!r}: a text policy reads {EXPECTED_SPACE}")
-        shape = np.shape(obs[key])
-        if isinstance(obs[key], str) or len(shape) not in (1, 2) or shape[-1] != length or (len(shape) == 2
-                                                                                            and shape[0] == 0):
-            raise ValueError(f"obs[{key!r}] must have shape ({length},) or (n_envs, {length}) with n_envs >= 1, got "
-                             f"{shape if not isinstance(obs[key], str) else repr(obs[key])}")
-        kind = getattr(obs[key], "dtype", np.asarray(obs[key]).dtype).kind if not th.is_tensor(obs[key]) else "i"
-        if kind not in "biuf":
-            raise ValueError(f"obs[{key!r}] must hold token ids (integers), got dtype "
-                             f"{getattr(obs[key], 'dtype', np.asarray(obs[key]).dtype)}")
+        value = obs[key]
+        shape = np.shape(value)
+        if len(shape) == 2 and shape[0] == 0:
+            raise ValueError(f"obs[{key!r}] is an empty batch {shape}: give at least one row")
+        if isinstance(value, str) or len(shape) not in (1, 2) or shape[-1] != size:
+            raise ValueError(f"obs[{key!r}] must have shape ({size},) or (n_envs, {size}), got "
+                             f"{shape if not isinstance(value, str) else repr(value)}")
+        dtype = value.dtype if isinstance(value, (np.ndarray, th.Tensor)) else np.asarray(value).dtype
+        if not isinstance(dtype, th.dtype) and dtype.kind not in "biuf":
+            raise ValueError(f"obs[{key!r}] must hold token ids (integers), got dtype {dtype}")
 
 
 def check_token_obs(obs: Any, length: int | None, n_vocab: int, actions: Any = None) -> None:
@@ -94,7 +98,7 @@ def check_token_obs(obs: Any, length: int | None, n_vocab: int, actions: Any = N
     if ids.is_floating_point():  # SB3's buffers give floats: whole values only
         bad_ids |= ids != ids.round()
     if ids.shape[0] == 0:
-        raise ValueError("obs['input_ids'] is an empty batch: give at least one row")
+        raise ValueError(f"obs['input_ids'] is an empty batch {tuple(ids.shape)}: give at least one row")
     bad_actions = th.zeros((), dtype=th.bool, device=ids.device)
     if actions is not None:
         if not isinstance(actions, th.Tensor) or actions.dtype == th.bool or actions.is_complex():

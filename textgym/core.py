@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.data.base import Sample
+from textgym.argtypes import INT_MAX
 from textgym.fieldtypes import check_arg_types
 from textgym.layouts import EncoderPrompt, resolve_layout
 from textgym.models import load_tokenizer
@@ -39,9 +40,9 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     if seed is None:
         return None
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{name} must be a whole number >= 0 (or None), got {seed!r} (a {type(seed).__name__})")
-    if seed < 0:
-        raise ValueError(f"{name} must be a whole number >= 0 (or None), got {seed!r}")
+        raise TypeError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r} (a {type(seed).__name__})")
+    if not 0 <= seed <= INT_MAX:  # Gymnasium refuses < 0; beyond int64 fits no seed a tensor or array takes
+        raise ValueError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r}")
     return int(seed)
 
 

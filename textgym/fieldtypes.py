@@ -4,7 +4,7 @@ A config dataclass calls :func:`check_field_types` in ``__post_init__``; every f
 type checked against its annotation, so a field added later is covered without a new check:
 
 * ``int`` refuses floats (``8.5`` and ``8.0`` alike), strings and bools;
-* ``float`` accepts ints, refuses strings (``"3e-4"`` is named as a quoted number) and bools;
+* ``float`` accepts ints, refuses NaN, inf, strings (``"3e-4"`` is named as a quoted number) and bools;
 * ``str``, ``bool`` and ``dict`` take only their own type;
 * ``list[X]`` refuses a bare string (Python would iterate it character by character) and checks items;
 * ``X | None`` lets ``None`` through; ``Any`` and callables (SB3 schedules) are not checked.
@@ -34,14 +34,14 @@ from typing import Any, Union
 
 from textgym.argtypes import INT_MAX
 
-__all__ = ["check_arg_types", "check_call", "check_field_types", "type_problem"]
+__all__ = ["check_arg_types", "check_call", "check_field_types", "resolved_hints", "type_problem"]
 
 
 def _name(hint: Any) -> str:
     if hint is type(None):
         return "None"
     if isinstance(hint, type):
-        return {"int": "an int", "float": "a number", "str": "a string", "bool": "a bool (true/false)",
+        return {"int": "an int", "float": "a finite number", "str": "a string", "bool": "a bool (true/false)",
                 "dict": "a mapping", "list": "a list"}.get(hint.__name__, f"a {hint.__name__}")
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
@@ -72,7 +72,8 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is float:  # NumPy scalars too (np.float32, np.int64): they are what arrays hand out
-        return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
+        return (isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
+                and math.isfinite(value))  # NaN and inf: no hyperparameter, length or weight means them
     if hint is int:
         return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, _np_bool()))
                 and abs(int(value)) <= INT_MAX)
@@ -156,7 +157,7 @@ def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "",
     passes where the annotation allows it).
     """
     fn = getattr(fn, "__func__", fn)  # a bound method: its function's annotations
-    hints = _hints(fn)
+    hints = resolved_hints(fn)
     prefix = f"{owner}: " if owner else ""
     for name, param in inspect.signature(fn).parameters.items():
         if name == "self" or name not in values or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
@@ -187,7 +188,7 @@ class _PackageNames(dict):
         raise KeyError(name)
 
 
-def _hints(fn: Any) -> dict[str, Any]:
+def resolved_hints(fn: Any) -> dict[str, Any]:
     """``fn``'s resolved annotations; one that cannot be resolved counts as ``Any``."""
     localns = _PackageNames(getattr(fn, "__module__", "") or "")
     try:
