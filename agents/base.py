@@ -92,12 +92,9 @@ class TextAlgorithm:
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
             kwargs[name] = value
-        own = {k: v for k, v in locals().items() if k not in ("self", "policy", "env", "args", "kwargs", "config")}
+        # by annotation: the arguments that have no check of their own below (kl_coef, threads, ... have theirs)
+        own = {"kl_horizon": kl_horizon, "n_envs": n_envs, "env_kwargs": env_kwargs, "fast_path": fast_path}
         check_arg_types(TextAlgorithm.__init__, own, type(self).__name__, at_least={"kl_horizon": 1, "n_envs": 1})
-        # SB3's annotated constructor arguments (seed, verbose, policy_kwargs, tensorboard_log, ...), by their names
-        check_arg_types(sb3_init, kwargs, type(self).__name__, at_least={"verbose": 0})
-        if "device" in kwargs:
-            resolve_device(kwargs["device"])  # "gpu" or a missing device: named here, not by torch deep inside SB3
         self._check_policy(policy)
         if kwargs.get("rollout_buffer_class") is not None:
             raise ValueError(f"{type(self).__name__} chooses its rollout buffer (episodes on the fast path): "
@@ -119,6 +116,13 @@ class TextAlgorithm:
             if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
         check_algo_kwargs(self.config_class, type(self).__name__, kwargs)  # before SB3's own asserts
+        # SB3's other annotated constructor arguments (seed, verbose, policy_kwargs, tensorboard_log, use_sde, ...),
+        # by SB3's own annotations and named as given (the config's fields were checked above, with their ranges)
+        fields = {f.name for f in dataclasses.fields(self.config_class)}
+        check_arg_types(sb3_init, {k: v for k, v in kwargs.items() if k not in fields}, type(self).__name__,
+                        at_least={"verbose": 0})
+        if "device" in kwargs:
+            resolve_device(kwargs["device"])  # "gpu" or a missing device: named here, not by torch deep inside SB3
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
         self.fast_path, self.threads = fast_path, check_threads(threads)

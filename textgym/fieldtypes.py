@@ -72,8 +72,7 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is float:  # NumPy scalars too (np.float32, np.int64): they are what arrays hand out
-        return (isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
-                and math.isfinite(value))  # NaN and inf: no hyperparameter, length or weight means them
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
     if hint is int:
         return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, _np_bool()))
                 and abs(int(value)) <= INT_MAX)
@@ -120,6 +119,16 @@ def type_problem(name: str, value: Any, hint: Any) -> str | None:
     return f"{name} must be {_name(hint)}, got {what}"
 
 
+def finite_problem(name: str, value: Any, hint: Any) -> str | None:
+    """The message for a NaN or infinite ``value`` where ``hint`` allows a float (no hyperparameter, length or weight
+    means them; a value error, not a type error), or ``None``."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if (float in options and isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isfinite(value)):
+        return f"{name} must be a finite number, got {value!r}"
+    return None
+
+
 def _numeric_text(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -145,6 +154,9 @@ def check_field_types(obj: Any, owner: str = "") -> None:
         problem = type_problem(f.name, value, hints.get(f.name, Any))
         if problem:
             raise TypeError(f"{owner}: {problem}" if owner else problem)
+        problem = None if "range" in f.metadata else finite_problem(f.name, value, hints.get(f.name, Any))
+        if problem:  # (a ranged field's range check says it, with the range)
+            raise ValueError(f"{owner}: {problem}" if owner else problem)
 
 
 def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "",
@@ -165,6 +177,9 @@ def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "",
         problem = type_problem(name, values[name], hints.get(name, Any))
         if problem:
             raise TypeError(prefix + problem)
+        problem = finite_problem(name, values[name], hints.get(name, Any))
+        if problem:
+            raise ValueError(prefix + problem)
     for name, low in (at_least or {}).items():
         value = values.get(name)
         if value is not None and isinstance(value, numbers.Real) and not (math.isfinite(value) and value >= low):
