@@ -40,7 +40,8 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     if seed is None:
         return None
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r} (a {type(seed).__name__})")
+        raise TypeError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r} "
+                        f"(a {type(seed).__name__})")
     if not 0 <= seed <= INT_MAX:  # Gymnasium refuses < 0; beyond int64 fits no seed a tensor or array takes
         raise ValueError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r}")
     return int(seed)

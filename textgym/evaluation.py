@@ -102,9 +102,10 @@ def evaluate(
 
     from textgym.models import check_model_kind, load_lm, load_tokenizer
 
-    given = {k: v for k, v in locals().items() if k != "device"}  # device: resolve_device checks it (str or torch.device)
+    given = {k: v for k, v in locals().items() if k != "device"}  # device (str or torch.device): resolve_device's
     check_arg_types(evaluate, given, at_least={"n": 1, "batch_size": 1})
-    if model is not None and not isinstance(model, (str, os.PathLike)) and not callable(getattr(model, "generate", None)):
+    if (model is not None and not isinstance(model, (str, os.PathLike))
+            and not callable(getattr(model, "generate", None))):
         hint = "; for a textgym agent pass agent.policy.export_lm()" if hasattr(model, "policy") else ""
         raise TypeError(f"model must be a model name or folder, or a loaded transformers model (with generate), "
                         f"got {type(model).__name__}{hint}")
