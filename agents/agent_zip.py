@@ -324,7 +324,7 @@ def parameters_to_set(load_path_or_dict: Any) -> Any:
 
         # what the file is, before SB3 reads it (a text file, a zip of something else, a folder...); its model
         # folder is not needed here, the policy is built already (an empty policy_kwargs skips that check)
-        load_path_or_dict = check_agent_zip(load_path_or_dict, {"policy_kwargs": {}})
+        load_path_or_dict = check_agent_zip(load_path_or_dict, {"policy_kwargs": {}}, call="set_parameters")
     if is_agent_zip(load_path_or_dict):
         return read_agent_zip(load_path_or_dict, load_data=False)[1]
     return load_path_or_dict  # SB3's format: SB3 reads its tensors with torch.load(weights_only=True)

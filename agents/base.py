@@ -443,7 +443,13 @@ class TextAlgorithm:
         if isinstance(params, dict):
             params = {name: recursive_getattr(self, name).state_dict() if state is None else state
                       for name, state in params.items()}
-        super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
+        try:
+            super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
+        except RuntimeError as exc:  # e.g. a LoRA save into a policy without LoRA: the file named, not only torch's
+            if not isinstance(load_path_or_dict, (str, os.PathLike)):
+                raise
+            raise ValueError(f"set_parameters: {load_path_or_dict} does not fit this {type(self).__name__} agent "
+                             f"({str(exc)[:300]})") from None
 
     def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False,
              include_optimizer: bool = True) -> None:

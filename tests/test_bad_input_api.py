@@ -349,3 +349,32 @@ def test_public_function_refuses_a_bad_value_naming_it(target, param, label, val
     with pytest.raises((ValueError, TypeError)) as err:
         call(**{param: value})
     assert param in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("path", [5, None, b"agent.zip", ["agent.zip"], 2.5], ids=["int", "None", "bytes", "list", "float"])
+def test_save_load_and_set_parameters_refuse_a_path_that_is_no_path(text_agent, path):
+    """Not zipfile's AttributeError on .write/.seek: a TypeError naming path, whichever of the three was called
+    (a dict is set_parameters' other form: parameters by name)."""
+    import agents
+
+    agent, _ = text_agent
+    for call in (agent.save, lambda p: agents.PPO.load(p, device="cpu"), agent.set_parameters):
+        with pytest.raises(TypeError, match="path"):
+            call(path)
+
+
+@pytest.mark.parametrize("reward", [["bleu"], {"bleu": float("nan")}, {"bleu": "1"}, {"bleu": 1, " bleu": 1}, {}, 3],
+                         ids=["list", "nan weight", "string weight", "same reward twice", "empty mapping", "int"])
+def test_a_reward_of_the_wrong_shape_is_refused_where_it_is_written(reward):
+    """In a config (env.reward, YAML or --set) when the config is built, and in gym.make(reward=...), naming reward."""
+    from agents.config import EnvConfig
+
+    with pytest.raises((TypeError, ValueError), match="reward"):
+        EnvConfig(reward=reward)
+    with pytest.raises((TypeError, ValueError), match="reward"):
+        _make_env(reward=reward)
+
+
+def test_an_empty_split_slice_names_the_split():
+    with pytest.raises(ValueError, match=r"split 'train\[:0\]'"):
+        _make_env(split="train[:0]")
