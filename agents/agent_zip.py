@@ -263,8 +263,19 @@ def warn_not_stored(keys: list[str]) -> None:
 
 
 # --- what the algorithm's save / load / set_parameters call -------------------------------------------
+def check_path(path: Any, call: str, needs: tuple[str, ...]) -> None:
+    """``path`` of ``save``/``load``/``set_parameters`` must be a file path or a binary file object with the methods
+    ``needs``: TypeError naming ``path`` otherwise (not zipfile's ``AttributeError`` on ``.write``/``.seek``)."""
+    if isinstance(path, (str, os.PathLike)) or (not isinstance(path, (bytes, bytearray, dict))
+                                                and all(callable(getattr(path, m, None)) for m in needs)):
+        return
+    raise TypeError(f"{call}: path must be a file path (str or os.PathLike) or a binary file object (with "
+                    f"{', '.join(needs)}), got {path!r} (a {type(path).__name__})")
+
+
 def save_agent(algo: Any, path: Any, exclude: Any = None, include: Any = None, optimizer: bool = True) -> None:
     """Write ``algo`` to ``path`` (SB3's rule: no suffix means ``.zip``) atomically, or to a binary file object."""
+    check_path(path, f"{type(algo).__name__}.save", ("write",))
     contents = save_contents(algo, exclude, include, optimizer)
     if not isinstance(path, (str, os.PathLike)):
         not_stored = write_agent_zip(path, *contents)
@@ -307,6 +318,13 @@ def parameters_to_set(load_path_or_dict: Any) -> Any:
     if isinstance(load_path_or_dict, dict):
         pending = LOADING.get()
         return load_path_or_dict if pending is None else {**pending, **load_path_or_dict}
+    check_path(load_path_or_dict, "set_parameters", ("read", "seek"))
+    if isinstance(load_path_or_dict, (str, os.PathLike)):
+        from agents.checkpoints import check_agent_zip
+
+        # what the file is, before SB3 reads it (a text file, a zip of something else, a folder...); its model
+        # folder is not needed here, the policy is built already (an empty policy_kwargs skips that check)
+        load_path_or_dict = check_agent_zip(load_path_or_dict, {"policy_kwargs": {}}, call="set_parameters")
     if is_agent_zip(load_path_or_dict):
         return read_agent_zip(load_path_or_dict, load_data=False)[1]
     return load_path_or_dict  # SB3's format: SB3 reads its tensors with torch.load(weights_only=True)

@@ -28,6 +28,8 @@ from agents.policies import TransformerPolicy
 from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
 from agents.settings import TEXT_ARGS, OnPolicyConfig, check_algo_args, check_algo_kwargs, check_text_args
+from textgym.devices import resolve_device
+from textgym.fieldtypes import check_arg_types, check_call
 from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
 
@@ -90,6 +92,9 @@ class TextAlgorithm:
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
             kwargs[name] = value
+        # by annotation: the arguments that have no check of their own below (kl_coef, threads, ... have theirs)
+        own = {"kl_horizon": kl_horizon, "n_envs": n_envs, "env_kwargs": env_kwargs, "fast_path": fast_path}
+        check_arg_types(TextAlgorithm.__init__, own, type(self).__name__, at_least={"kl_horizon": 1, "n_envs": 1})
         self._check_policy(policy)
         if kwargs.get("rollout_buffer_class") is not None:
             raise ValueError(f"{type(self).__name__} chooses its rollout buffer (episodes on the fast path): "
@@ -111,6 +116,13 @@ class TextAlgorithm:
             if name not in TEXT_ARGS:
                 kwargs.setdefault(name, value)
         check_algo_kwargs(self.config_class, type(self).__name__, kwargs)  # before SB3's own asserts
+        # SB3's other annotated constructor arguments (seed, verbose, policy_kwargs, tensorboard_log, use_sde, ...),
+        # by SB3's own annotations and named as given (the config's fields were checked above, with their ranges)
+        fields = {f.name for f in dataclasses.fields(self.config_class)}
+        check_arg_types(sb3_init, {k: v for k, v in kwargs.items() if k not in fields}, type(self).__name__,
+                        at_least={"verbose": 0})
+        if "device" in kwargs:
+            resolve_device(kwargs["device"])  # "gpu" or a missing device: named here, not by torch deep inside SB3
         self.kl_controller = make_kl_controller(kl_coef, kl_target, kl_horizon)
         self.metric_buffer: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
         self.fast_path, self.threads = fast_path, check_threads(threads)
@@ -229,6 +241,10 @@ class TextAlgorithm:
 
     def learn(self, *args: Any, **kwargs: Any):
         """SB3's ``learn``; with ``threads`` set, torch first gets that many CPU threads (else they are left alone)."""
+        # SB3's own annotations check the call (a string or fractional total_timesteps, a callback that is no
+        # callable, ...) before its arithmetic fails on them, or silently runs 0 steps
+        check_call(super().learn, args, kwargs, f"{type(self).__name__}.learn",  # type: ignore[misc]
+                   at_least={"total_timesteps": 1, "log_interval": 1})
         threads = getattr(self, "threads", None)
         if threads is not None:
             set_threads(threads)
@@ -414,6 +430,7 @@ class TextAlgorithm:
         """SB3's ``load`` of the safe zip (:mod:`agents.agent_zip`), with the file checked first
         (:func:`agents.checkpoints.check_agent_zip`). A zip in SB3's own format, whose data is
         unpickled, is refused unless ``allow_pickle=True`` (only for files you trust)."""
+        agent_zip.check_path(path, f"{cls.__name__}.load", ("read", "seek"))
         if isinstance(path, (str, os.PathLike)):
             path = check_agent_zip(path, custom_objects, algorithm=cls.__name__)
         sb3_load = functools.partial(super().load, path, env=env, device=device, **kwargs)  # type: ignore[misc]
@@ -426,7 +443,13 @@ class TextAlgorithm:
         if isinstance(params, dict):
             params = {name: recursive_getattr(self, name).state_dict() if state is None else state
                       for name, state in params.items()}
-        super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
+        try:
+            super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
+        except RuntimeError as exc:  # e.g. a LoRA save into a policy without LoRA: the file named, not only torch's
+            if not isinstance(load_path_or_dict, (str, os.PathLike)):
+                raise
+            raise ValueError(f"set_parameters: {load_path_or_dict} does not fit this {type(self).__name__} agent "
+                             f"({str(exc)[:300]})") from None
 
     def save(self, path: Any, exclude: Any = None, include: Any = None, include_reference: bool = False,
              include_optimizer: bool = True) -> None:

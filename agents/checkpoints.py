@@ -84,7 +84,7 @@ _FAMILIES = {"PPO": "PPO-family", "GRPO": "PPO-family", "A2C": "A2C-family", "RL
 
 
 def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | None = None,
-                    algorithm: str | None = None) -> Path:
+                    algorithm: str | None = None, call: str | None = None) -> Path:
     """The file ``PPO.load`` / ``A2C.load`` should read for ``path``, checked; ValueError or
     FileNotFoundError say what is wrong (missing, not a zip, truncated, base model folder gone).
 
@@ -100,10 +100,11 @@ def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | No
     from textgym.filekinds import WrongFileError, identify
 
     given = Path(path).expanduser()
+    call = call or f"{algorithm or 'agent'}.load"  # what the messages name as the opener
     if given.is_dir():
         found = identify(given)
         inside = f"; its agent is {given / 'agent.zip'}" if (given / "agent.zip").is_file() else ""
-        raise WrongFileError(f"{algorithm or 'the'}.load needs a saved agent zip, but {given} is {found.what}{inside}")
+        raise WrongFileError(f"{call} needs a saved agent zip, but {given} is {found.what}{inside}")
     candidates = [given] if given.suffix else [given.with_suffix(".zip"), given]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
@@ -111,7 +112,7 @@ def check_agent_zip(path: str | os.PathLike, custom_objects: dict[str, Any] | No
                                 (f" (nor {candidates[0]})" if len(candidates) > 1 else ""))
     kind = identify(found)
     if not kind.kind.startswith(("agent-zip", "sb3-zip", "zip", "truncated", "binary")):
-        raise WrongFileError(f"{algorithm or 'the'}.load needs a saved agent zip, but {found} is {kind.what}"
+        raise WrongFileError(f"{call} needs a saved agent zip, but {found} is {kind.what}"
                              + (f"; open it with {kind.opens.replace('PATH', str(found))}" if kind.opens else ""))
     try:
         with zipfile.ZipFile(found) as archive:

@@ -71,6 +71,10 @@ class EnvConfig(Checked):
 
         check_env_id(self.id)
         check_split(self.train_split, "train_split")
+        if self.reward is not None:
+            from textgym.rewards.registry import check_reward_spec
+
+            check_reward_spec(self.reward, "reward")  # its shape now (a list, a NaN weight); names when the env is made
         if self.reward_mode is not None and self.reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)} or null, got {self.reward_mode!r}")
 

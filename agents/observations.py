@@ -46,22 +46,36 @@ def check_text_space(space: Any, owner: str = "TransformerPolicy") -> int:
     return shapes.pop()[0]
 
 
-def check_obs_shapes(obs: Any, length: int) -> None:
-    """Before SB3's ``predict`` reshapes arrays: each key must be ``(L,)`` or ``(n, L)`` (SB3 would reshape any size
-    that divides by ``L`` and fail on the rest with numpy's reshape error)."""
+def check_obs_shapes(obs: Any, length: int, space: Any = None) -> None:
+    """Before SB3's ``predict`` reshapes arrays: each key must be ``(L,)`` or ``(n, L)`` with ``n >= 1`` (SB3 would
+    reshape any size that divides by ``L`` and fail on the rest with numpy's reshape error), of numbers, and
+    every key one of the observation ``space``'s (SB3 would fail on another with a raw ``KeyError``). With
+    ``space`` (a Dict), its keys and each key's own length apply (a seq2seq layout's decoder keys)."""
     if not isinstance(obs, dict):
         raise ValueError(f"obs must be a dict with input_ids and attention_mask, got {type(obs).__name__}")
-    for key in ("input_ids", "attention_mask"):
+    lengths = ({k: box.shape[-1] for k, box in space.spaces.items()} if space is not None
+               else {"input_ids": length, "attention_mask": length})
+    unknown = sorted(map(str, set(obs) - set(lengths)))
+    if unknown:
+        raise ValueError(f"obs has key(s) {unknown} that the observation space lacks; allowed keys: {sorted(lengths)}")
+    for key, size in lengths.items():
         if key not in obs:
             raise ValueError(f"obs lacks {key!r}: a text policy reads {EXPECTED_SPACE}")
-        shape = np.shape(obs[key])
-        if isinstance(obs[key], str) or len(shape) not in (1, 2) or shape[-1] != length:
-            raise ValueError(f"obs[{key!r}] must have shape ({length},) or (n_envs, {length}), got "
-                             f"{shape if not isinstance(obs[key], str) else repr(obs[key])}")
+        value = obs[key]
+        shape = np.shape(value)
+        if len(shape) == 2 and shape[0] == 0:
+            raise ValueError(f"obs[{key!r}] is an empty batch {shape}: give at least one row")
+        if isinstance(value, str) or len(shape) not in (1, 2) or shape[-1] != size:
+            raise ValueError(f"obs[{key!r}] must have shape ({size},) or (n_envs, {size}), got "
+                             f"{shape if not isinstance(value, str) else repr(value)}")
+        dtype = value.dtype if isinstance(value, (np.ndarray, th.Tensor)) else np.asarray(value).dtype
+        if not isinstance(dtype, th.dtype) and dtype.kind not in "biuf":
+            raise ValueError(f"obs[{key!r}] must hold token ids (integers), got dtype {dtype}")
 
 
-def check_token_obs(obs: Any, length: int | None, n_vocab: int) -> None:
-    """Raise ValueError unless ``obs`` holds (B, L) token ids in ``[0, n_vocab)`` and a 0/1 mask attending somewhere.
+def check_token_obs(obs: Any, length: int | None, n_vocab: int, actions: Any = None) -> None:
+    """Raise ValueError unless ``obs`` holds (B, L) token ids in ``[0, n_vocab)`` and a 0/1 mask attending somewhere,
+    and ``actions`` (when given, as to ``evaluate_actions``) are B whole token ids in ``[0, n_vocab)``.
 
     One host sync when the observation is fine (a combined check); the message is built only on failure.
     """
@@ -83,10 +97,27 @@ def check_token_obs(obs: Any, length: int | None, n_vocab: int) -> None:
     bad_ids = (ids < 0) | (ids >= n_vocab)
     if ids.is_floating_point():  # SB3's buffers give floats: whole values only
         bad_ids |= ids != ids.round()
+    if ids.shape[0] == 0:
+        raise ValueError(f"obs['input_ids'] is an empty batch {tuple(ids.shape)}: give at least one row")
+    bad_actions = th.zeros((), dtype=th.bool, device=ids.device)
+    if actions is not None:
+        if not isinstance(actions, th.Tensor) or actions.dtype == th.bool or actions.is_complex():
+            raise ValueError(f"actions must be a tensor of token ids, got {type(actions).__name__}"
+                             f"{' of dtype ' + str(actions.dtype) if isinstance(actions, th.Tensor) else ''}")
+        if actions.numel() != ids.shape[0]:
+            raise ValueError(f"actions must hold one token id per observation row: got shape {tuple(actions.shape)} "
+                             f"for {ids.shape[0]} rows")
+        bad_actions = ((actions < 0) | (actions >= n_vocab) | (actions != actions.round() if actions.is_floating_point()
+                                                                 else th.zeros_like(actions, dtype=th.bool))).any()
     bad_mask = (mask != 0) & (mask != 1)
     empty_rows = ~(mask == 1).any(dim=1)
-    if not bool(bad_ids.any() | bad_mask.any() | empty_rows.any()):  # the one sync
+    if not bool(bad_ids.any() | bad_mask.any() | empty_rows.any() | bad_actions):  # the one sync
         return
+    if bool(bad_actions):
+        flat = actions.reshape(-1)
+        wrong = (flat < 0) | (flat >= n_vocab) | (flat != flat.round() if flat.is_floating_point() else flat < 0)
+        raise ValueError(f"actions must be whole token ids in [0, {n_vocab - 1}] (the model's vocabulary), "
+                         f"found {flat[wrong][0].item()!r}")
     if bad_ids.any():
         found = ids[bad_ids][0].item()
         raise ValueError(f"obs['input_ids'] must hold whole token ids in [0, {n_vocab - 1}] (the model's vocabulary), "

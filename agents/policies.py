@@ -390,9 +390,11 @@ class TransformerPolicy(ActorCriticPolicy):
         """bf16 autocast on this policy's device when :meth:`uses_bf16`; a no-op otherwise."""
         return th.autocast(self.device.type, dtype=th.bfloat16) if self.uses_bf16() else nullcontext()
 
-    def _last_hidden(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-        """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``."""
-        check_token_obs(obs, self.obs_length, self.lm.get_input_embeddings().num_embeddings)
+    def _last_hidden(self, obs: dict[str, th.Tensor], actions: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+        """Final hidden state at each row's last token, for actor and critic. ``-> (B, H), (B, H)``.
+
+        ``obs`` (and ``actions``, from ``evaluate_actions``) are checked first, in one host sync."""
+        check_token_obs(obs, self.obs_length, self.lm.get_input_embeddings().num_embeddings, actions)
         with self.autocast():
             actor = self.trunk_hidden(self.lm.base_model, obs)
             critic = actor if self.critic_trunk is None else self.trunk_hidden(self.critic_trunk, obs)
@@ -439,7 +441,7 @@ class TransformerPolicy(ActorCriticPolicy):
         return actions, self.values_from_hidden(critic), distribution.log_prob(actions)
 
     def evaluate_actions(self, obs: dict[str, th.Tensor], actions: th.Tensor):
-        actor, critic = self._last_hidden(obs)
+        actor, critic = self._last_hidden(obs, actions)
         distribution = self.action_dist.proba_distribution(action_logits=self.logits_from_hidden(actor))
         entropy = distribution.entropy()
         self.record_entropy(entropy)
@@ -473,8 +475,13 @@ class TransformerPolicy(ActorCriticPolicy):
 
     def obs_to_tensor(self, observation: Any):
         """SB3's conversion for ``predict``, after a shape check that names the key (no numpy reshape error)."""
-        check_obs_shapes(observation, self.obs_length)
+        check_obs_shapes(observation, self.obs_length, self.observation_space)
         return super().obs_to_tensor(observation)
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
+        """SB3's ``predict``, its arguments checked by their annotations (``deterministic="yes"`` is refused)."""
+        check_arg_types(TransformerPolicy.predict, {"deterministic": deterministic}, "predict")
+        return super().predict(observation, state, episode_start, deterministic)
 
     def _predict(self, observation: dict[str, th.Tensor], deterministic: bool = False) -> th.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)

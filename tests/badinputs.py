@@ -22,6 +22,18 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("RewardModelConfig", "encoder"): "informational: where the encoder came from",
     ("RewardModelConfig", "metrics"): "a training report, free-form",
     ("flag", "--help"): "argparse's own",
+    ("sb3", "rollout_buffer_class"): "refused whatever its value: the text algorithms choose their buffer",
+    ("sb3", "_init_setup_model"): "SB3's internal switch (load), not a user argument",
+    ("DummyVecEnv / SubprocVecEnv", "actions, seed, options"): "SB3's own classes: their step/seed/set_options index "
+        "per env before any TextEnv code runs (a wrong length is SB3's IndexError); textgym's agents turn them into "
+        "a TokenVecEnv, whose checks apply; the TextEnvs inside still check each seed and action",
+    ("gym.make_vec(vectorization_mode='sync'/'async')", "actions, seed"): "Gymnasium's SyncVectorEnv/AsyncVectorEnv "
+        "zip actions and seeds with the envs (a wrong length is its zip error); gym.make_vec's default for textgym "
+        "ids is textgym's GymTokenVectorEnv, which checks both",
+    ("TextEnv.step", "before reset"): "Gymnasium's OrderEnforcing wrapper raises its ResetNeeded, with a clear message",
+    ("make_reward", "weights <= 0"): "negative weights are penalties and 0 reports a metric without rewarding it "
+                                     "(documented in WeightedReward)",
+    ("PPO.save", "path of a folder"): "SB3's rule: a path without a suffix gets .zip (FOLDER.zip is written beside it)",
     ("gym.make(textgym/...)", "render_mode"): "gymnasium's make reads render_mode before the env's constructor runs "
                                               "(a non-string raises its AttributeError); TextEnv(render_mode=...) "
                                               "itself refuses it by type",
@@ -82,6 +94,23 @@ def algo_call(algo: str, **overrides: Any):
     env = TokenVecEnv(tiny_env(tiny_tokenizer(), max_new_tokens=2, group_size=group), 2, device="cpu")
     kwargs = {"n_steps": 2, "batch_size": 4} if "batch_size" in cls.config_class.__dataclass_fields__ else {"n_steps": 2}
     kwargs.update({"group_size": 2} if group > 1 else {})
+    kwargs.update(device="cpu", policy_kwargs=dict(model_config=tiny_llama_config(len(tiny_tokenizer()))))
     kwargs.update(overrides)
-    return cls("TransformerPolicy", env, device="cpu",
-               policy_kwargs=dict(model_config=tiny_llama_config(len(tiny_tokenizer()))), **kwargs)
+    return cls("TransformerPolicy", env, **kwargs)
+
+
+def sb3_constructor_params(algo: str) -> dict[str, Any]:
+    """name -> resolved annotation of the keywords ``algo`` takes beyond its config's fields: SB3's own annotated
+    constructor parameters (seed, verbose, policy_kwargs, ...) and the text algorithm's (n_envs, env_kwargs, ...)."""
+    import dataclasses
+
+    import agents
+    from agents.base import TextAlgorithm
+    from textgym.fieldtypes import resolved_hints
+
+    cls = agents.ALGORITHMS[algo]
+    sb3 = next(c for c in cls.__mro__ if c.__module__.startswith("stable_baselines3"))
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    params = {**resolved_hints(sb3.__init__), **resolved_hints(TextAlgorithm.__init__)}
+    skipped = {"self", "return", "policy", "env", "config", "_init_setup_model", "rollout_buffer_class"}
+    return {k: v for k, v in params.items() if k not in fields | skipped and v is not Any}

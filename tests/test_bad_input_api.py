@@ -28,10 +28,17 @@ def bad_observations(obs: dict[str, Any], vocab: int) -> Iterator[tuple[str, str
                              ("shorter", good[:, :-1]), ("1-D", good[0]), ("3-D", good[None]),
                              ("fractional float", good.astype(np.float32) + 0.5), ("negative", good * 0 - 1),
                              ("above range", good * 0 + high), ("huge", good * 0 + 2**40),
-                             ("other batch", np.concatenate([good, good])), ("string", "abc")):
+                             ("other batch", np.concatenate([good, good])), ("string", "abc"),
+                             ("object dtype", good.astype(object))):
             yield f"{key} {label}", key, {**obs, key: value}
         yield f"{key} missing", key, {k: v for k, v in obs.items() if k != key}
     yield "mask all zeros", "attention_mask", {**obs, "attention_mask": obs["attention_mask"] * 0}
+    yield "empty batch", "empty batch", {k: v[:0] for k, v in obs.items()}
+    yield "extra key", "extra", {**obs, "extra": next(iter(obs.values()))}
+
+
+# What only ``agent.predict`` reads as given (the tensor entry points take tensors, and read the two keys they need).
+PREDICT_ONLY = ("object dtype", "extra key")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,7 @@ def _call_entry(agent: Any, entry: str, obs: dict[str, Any]):
     if entry == "policy(obs)":
         return policy(tensors)
     if entry == "evaluate_actions":
-        return policy.evaluate_actions(tensors, th.zeros(len(next(iter(obs.values())))))
+        return policy.evaluate_actions(tensors, th.zeros(len(next(iter(obs.values()))), dtype=th.long))
     return getattr(policy, entry)(tensors)
 
 
@@ -68,6 +75,8 @@ def test_observations_that_do_not_fit_the_model_name_the_key(text_agent):
     for entry in ENTRY_POINTS:
         _call_entry(agent, entry, obs)  # the baseline fits
         for label, key, bad in bad_observations(obs, vocab):
+            if entry != "agent.predict" and label.endswith(PREDICT_ONLY):
+                continue
             count += 1
             try:
                 _call_entry(agent, entry, bad)
@@ -78,6 +87,23 @@ def test_observations_that_do_not_fit_the_model_name_the_key(text_agent):
             except Exception as exc:  # noqa: BLE001: a raw error type is a finding
                 problems.append(f"{entry} / {label}: raw {type(exc).__name__}: {str(exc)[:120]}")
     assert count >= 100 and not problems, "\n".join(problems)
+
+
+def test_actions_that_do_not_fit_the_model_are_named(text_agent):
+    """evaluate_actions: actions of another length, beyond the vocabulary, negative, fractional or boolean."""
+    import torch as th
+
+    agent, obs = text_agent
+    tensors = {k: th.as_tensor(v) for k, v in obs.items()}
+    vocab, batch = agent.policy.lm.get_input_embeddings().num_embeddings, len(obs["input_ids"])
+    agent.policy.evaluate_actions(tensors, th.zeros(batch, dtype=th.long))  # the baseline fits
+    agent.policy.evaluate_actions(tensors, th.zeros((batch, 1)))  # SB3's buffers: (B, 1) floats
+    for label, actions in (("longer", th.zeros(batch + 3)), ("shorter", th.zeros(batch - 1)), ("beyond vocab",
+                           th.full((batch,), vocab)), ("negative", th.full((batch,), -1)), ("fractional",
+                           th.full((batch,), 1.5)), ("bool", th.ones(batch, dtype=th.bool)), ("list", [0] * batch)):
+        with pytest.raises(ValueError, match="actions") as err:
+            agent.policy.evaluate_actions(tensors, actions)
+        assert "actions" in str(err.value), (label, str(err.value))
 
 
 def non_text_spaces() -> Iterator[tuple[str, Any]]:
@@ -136,6 +162,38 @@ def _vec_envs():
 
     yield "TokenVecEnv", TokenVecEnv(tiny_env(tiny_tokenizer()), 2, device="cpu")
     yield "GymTokenVectorEnv", GymTokenVectorEnv(tiny_env(tiny_tokenizer()), 2, device="cpu")
+
+
+def _seed_users():
+    """Every way a user seeds a textgym env: TextEnv.reset, each vector env's seed/reset, and SB3's wrapper."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import VecMonitor
+    from tiny import tiny_env, tiny_tokenizer
+
+    from textgym.vector import TokenVecEnv
+
+    yield "TextEnv.reset", lambda seed: gym.make(ENV_ID, tokenizer=tiny_tokenizer()).reset(seed=seed)
+    for name, venv in _vec_envs():
+        yield f"{name}.seed", (lambda v: lambda seed: v.seed(seed) if hasattr(v, "seed") else v.reset(seed=seed))(venv)
+    yield "GymTokenVectorEnv.reset", lambda seed: dict(_vec_envs())["GymTokenVectorEnv"].reset(seed=seed)
+    yield "gym.make_vec.reset", lambda seed: gym.make_vec(ENV_ID, num_envs=2, tokenizer=tiny_tokenizer(),
+                                                          device="cpu").reset(seed=seed)
+    yield "VecMonitor(TokenVecEnv).seed", lambda seed: VecMonitor(TokenVecEnv(tiny_env(tiny_tokenizer()), 2,
+                                                                               device="cpu")).seed(seed)
+
+
+def seed_values() -> list[tuple[str, Any]]:
+    from badinputs import bad_values
+
+    return [(label, value) for label, value in bad_values(int | None) if label != "list"] + [("negative", -1)]
+
+
+@pytest.mark.parametrize("label, seed", seed_values(), ids=[label for label, _ in seed_values()])
+def test_every_seed_user_refuses_a_bad_seed_naming_it(label, seed):
+    for name, use in _seed_users():
+        with pytest.raises((ValueError, TypeError)) as err:
+            use(seed)
+        assert "seed" in str(err.value), (name, str(err.value))
 
 
 @pytest.mark.parametrize("length", [1, 3])
@@ -201,9 +259,44 @@ def _reward(**kw: Any):
     return make_reward(**{"spec": "bleu", **kw})
 
 
+_LEARNER: list[Any] = []
+
+
+def _learn(**kw: Any):
+    if not _LEARNER:
+        _LEARNER.append(algo_call("a2c"))
+    return _LEARNER[0].learn(**{"total_timesteps": 2, **kw})
+
+
+def _evaluate(**kw: Any):
+    from tiny import tiny_llama_config
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from textgym.evaluation import evaluate
+
+    config = tiny_llama_config(len(_tok()))
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
+    return evaluate(**{"env_id": ENV_ID, "model": model, "n": 2, "batch_size": 2, "device": "cpu", "progress": False,
+                       "perplexity": False, "tokenizer": _tok(), "max_new_tokens": 2, **kw})
+
+
+def _eval_metrics(**kw: Any):
+    from textgym.evaluation import eval_metrics
+
+    return eval_metrics(**{"env_id": ENV_ID, "extra": ["chrf"], **kw})
+
+
+def _distinct_n(**kw: Any):
+    from textgym.evaluation import distinct_n
+
+    return distinct_n(**{"texts": ["a b a b"], "n": 2, **kw})
+
+
 def _function_targets() -> dict[str, tuple[Any, Any, tuple[str, ...]]]:
     """name -> (a valid call taking keyword overrides, the function whose annotations give the types, skipped)."""
+    import agents
     from agents.policies import TransformerPolicy
+    from textgym.evaluation import distinct_n, eval_metrics, evaluate
     from textgym.core import TextEnv
     from textgym.rewards import make_reward
     from textgym.gym_vector import make_vec
@@ -217,13 +310,22 @@ def _function_targets() -> dict[str, tuple[Any, Any, tuple[str, ...]]]:
                                               ("observation_space", "action_space", "lr_schedule", "kwargs",
                                                "model_name", "tokenizer", "optimizer_class", "model_config")),
         "make_reward": (_reward, make_reward, ()),
+        # SB3's learn, by SB3's own annotations (every text algorithm's learn passes them through one check)
+        "A2C.learn": (_learn, agents.A2C.learn.__wrapped__ if hasattr(agents.A2C.learn, "__wrapped__")
+                      else next(c.learn for c in agents.A2C.__mro__ if c.__module__.startswith("stable_baselines3")),
+                      ()),
+        "evaluate": (_evaluate, evaluate, ("model", "base_model", "device", "env_kwargs")),
+        "eval_metrics": (_eval_metrics, eval_metrics, ()),
+        "distinct_n": (_distinct_n, distinct_n, ()),
     }
 
 
 def function_cases() -> list[tuple[str, str, str, Any]]:
+    from textgym.fieldtypes import resolved_hints
+
     cases = []
     for name, (_, fn, skipped) in _function_targets().items():
-        hints = typing.get_type_hints(fn)
+        hints = resolved_hints(fn)  # SB3's too (names it imports only for type checkers resolved)
         for param in inspect.signature(fn).parameters:
             if param in ("self", "return", *skipped) or (name, param) in EXCEPTIONS or param not in hints:
                 continue
@@ -247,3 +349,32 @@ def test_public_function_refuses_a_bad_value_naming_it(target, param, label, val
     with pytest.raises((ValueError, TypeError)) as err:
         call(**{param: value})
     assert param in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("path", [5, None, b"agent.zip", ["agent.zip"], 2.5], ids=["int", "None", "bytes", "list", "float"])
+def test_save_load_and_set_parameters_refuse_a_path_that_is_no_path(text_agent, path):
+    """Not zipfile's AttributeError on .write/.seek: a TypeError naming path, whichever of the three was called
+    (a dict is set_parameters' other form: parameters by name)."""
+    import agents
+
+    agent, _ = text_agent
+    for call in (agent.save, lambda p: agents.PPO.load(p, device="cpu"), agent.set_parameters):
+        with pytest.raises(TypeError, match="path"):
+            call(path)
+
+
+@pytest.mark.parametrize("reward", [["bleu"], {"bleu": float("nan")}, {"bleu": "1"}, {"bleu": 1, " bleu": 1}, {}, 3],
+                         ids=["list", "nan weight", "string weight", "same reward twice", "empty mapping", "int"])
+def test_a_reward_of_the_wrong_shape_is_refused_where_it_is_written(reward):
+    """In a config (env.reward, YAML or --set) when the config is built, and in gym.make(reward=...), naming reward."""
+    from agents.config import EnvConfig
+
+    with pytest.raises((TypeError, ValueError), match="reward"):
+        EnvConfig(reward=reward)
+    with pytest.raises((TypeError, ValueError), match="reward"):
+        _make_env(reward=reward)
+
+
+def test_an_empty_split_slice_names_the_split():
+    with pytest.raises(ValueError, match=r"split 'train\[:0\]'"):
+        _make_env(split="train[:0]")

@@ -19,7 +19,7 @@ import typing
 from typing import Any, Iterator
 
 import pytest
-from badinputs import EXCEPTIONS, HUGE, algo_call, bad_values
+from badinputs import EXCEPTIONS, HUGE, algo_call, bad_values, sb3_constructor_params
 
 DATACLASS_MODULES = ("agents.config", "agents.ppo", "agents.a2c", "agents.rloo", "agents.grpo", "agents.sft",
                      "textgym.rewards.reward_model", "textgym.rlhf.train")
@@ -118,7 +118,7 @@ def test_yaml_key_and_set_refuse_a_bad_value_naming_the_key(key, value):
 def algo_cases() -> list[tuple[str, str, Any]]:
     import agents
 
-    cases = []
+    cases, seen_bases = [], set()
     for algo_name, algo in sorted(agents.ALGORITHMS.items()):
         cls = algo.config_class
         hints = typing.get_type_hints(cls)
@@ -127,6 +127,18 @@ def algo_cases() -> list[tuple[str, str, Any]]:
                 if value is None or label in ("huge",):
                     continue  # None means "the config's default" for constructor keywords
                 cases.append((algo_name, f.name, value))
+        # the keywords beyond the config: SB3's own annotated parameters and the text algorithm's (found, not named);
+        # one algorithm per SB3 base class (the others share its parameters and TextAlgorithm's one check of them)
+        sb3_base = next(c for c in algo.__mro__ if c.__module__.startswith("stable_baselines3"))
+        if sb3_base in seen_bases:
+            continue
+        seen_bases.add(sb3_base)
+        for name, hint in sorted(sb3_constructor_params(algo_name).items()):
+            if ("sb3", name) in EXCEPTIONS:
+                continue
+            for label, value in bad_values(hint):
+                if value is not None:  # None: SB3's default
+                    cases.append((algo_name, name, value))
     return cases
 
 
@@ -166,6 +178,8 @@ def bad_flag_text(action: argparse.Action) -> Iterator[str]:
         yield "nonsense-choice"
     if action.type is not None:
         yield from ("abc", "1.5", "nan", "inf", "-1", "", "1e999", str(HUGE))
+    elif action.choices is None and action.nargs != 0:  # a text value (file, folder, model, id): empty is refused
+        yield from ("", " ")
 
 
 def cli_cases() -> list[tuple[list[str], argparse.ArgumentParser, str, str]]:
@@ -215,7 +229,7 @@ def test_cli_flag_refuses_a_bad_value_naming_it(prefix, parser, flag, text, caps
         if text == "1.5":
             assert isinstance(value, float), f"{flag}=1.5 accepted as {value!r} (an int flag took a fraction)"
     else:
-        assert text not in ("abc", "nonsense-choice", ""), f"{flag}={text!r} accepted as {value!r}"
+        assert text not in ("abc", "nonsense-choice", "", " "), f"{flag}={text!r} accepted as {value!r}"
 
 
 def test_coverage_numbers(capsys):

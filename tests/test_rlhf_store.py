@@ -271,3 +271,23 @@ def test_server_survives_deep_json_and_short_bodies(server):
     con.send(b'{"pair_id":')  # then stalls: the handler must give up after its timeout
     assert con.getresponse().status == 408
     assert _call(srv, "GET", "/api/next")[0] == 200  # and the server still serves
+
+
+IMPORT_ROUTES = {"default annotator": {}, "named annotator": {"annotator": "alice"},
+                 "another named annotator": {"annotator": "bob"}}
+
+
+@pytest.mark.parametrize("first", sorted(IMPORT_ROUTES))
+@pytest.mark.parametrize("second", sorted(IMPORT_ROUTES))
+def test_the_same_preferences_imported_by_any_two_routes_count_once(tmp_path, first, second):
+    """A preference is its content: a second import, from another file under any annotator, adds nothing, and an
+    imported pair is never pending for a person (whatever annotator name the import used)."""
+    from textgym.rlhf.store import PreferenceStore
+
+    line = json.dumps({"prompt": "p", "chosen": "good", "rejected": "bad"}) + "\n"
+    (tmp_path / "one.jsonl").write_text(line)
+    (tmp_path / "two.jsonl").write_text(line)
+    store = PreferenceStore(tmp_path / "s.sqlite")
+    assert store.import_jsonl(tmp_path / "one.jsonl", **IMPORT_ROUTES[first]) == (1, 1)
+    assert store.import_jsonl(tmp_path / "two.jsonl", **IMPORT_ROUTES[second]) == (1, 0)
+    assert len(store.answers()) == 1 and store.pending("carol") == []

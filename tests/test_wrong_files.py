@@ -104,6 +104,7 @@ def kinds(tmp_path_factory) -> dict[str, Path]:
     out["truncated"].write_bytes(data[: len(data) // 2])
     out["other-format"] = root / "picture.png"
     out["other-format"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    _RECEIVER[:] = [out["agent:PPO"]]
     return out
 
 
@@ -166,6 +167,17 @@ def _merge(path: Path):
         return merge_records([path], Path(tmp) / "records")
 
 
+_RECEIVER: list = []  # [the PPO agent zip of the kinds fixture], then [the agent loaded from it]
+
+
+def _set_parameters(path: Path):  # agent.set_parameters(PATH) into a loaded PPO agent (no LoRA)
+    if not hasattr(_RECEIVER[0], "set_parameters"):
+        import agents
+
+        _RECEIVER[0] = agents.PPO.load(_RECEIVER[0], device="cpu")
+    return _RECEIVER[0].set_parameters(str(path))
+
+
 def _config(path: Path):
     from agents.config import load_config
 
@@ -187,6 +199,8 @@ LOADERS = {
     "train-rm --encoder": (_train_rm_encoder, {"encoder", "classifier"} | LM_KINDS),
     "leaderboard merge": (_merge, {"record", "records-folder"}),
     "load_config": (_config, {"yaml"}),
+    # the parameters of any algorithm's agent fit the same policy; a LoRA save does not fit one without LoRA
+    "set_parameters": (_set_parameters, {f"agent:{a}" for a in ALGOS}),
 }
 KINDS = ["causal-lm", "tokenizer", "encoder", "classifier", "reward-model", *sorted(AGENTS), "run-folder", "final",
          "checkpoint", "sqlite", "jsonl", "yaml", "record", "records-folder", "empty-folder", "truncated",

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import warnings
-from typing import NoReturn
+from typing import Any, NoReturn
 
 OUR_PACKAGES = ("textgym", "agents")
 
@@ -60,3 +60,11 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # An empty (or blank) value for a text option or argument: a file, folder, model or id that is missing,
+        # named here; otherwise "" reads as "not given" downstream and the default is used silently.
+        if action.type in (None, str) and action.choices is None and any(
+                isinstance(s, str) and not s.strip() for s in arg_strings):
+            self.error(f"argument {'/'.join(action.option_strings) or action.metavar or action.dest}: must not be empty")
+        return super()._get_values(action, arg_strings)

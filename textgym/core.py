@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from textgym.catalogue import MAX_TOKENS, REWARD_MODES
 from textgym.data.base import Sample
+from textgym.argtypes import INT_MAX
 from textgym.fieldtypes import check_arg_types
 from textgym.layouts import EncoderPrompt, resolve_layout
 from textgym.models import load_tokenizer
@@ -30,6 +31,20 @@ def check_sample_index(index: Any, num_samples: int) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < num_samples:
         raise ValueError(f"options['sample_index'] must be an int in [0, {num_samples - 1}], got {index!r}")
     return int(index)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` as an int (``None`` passes), else an error naming ``name``: a whole number >= 0, as Gymnasium's
+    seeding takes (its own error would not name the argument, and a vector env's ``seed + i`` fails on a string
+    before it)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r} "
+                        f"(a {type(seed).__name__})")
+    if not 0 <= seed <= INT_MAX:  # Gymnasium refuses < 0; beyond int64 fits no seed a tensor or array takes
+        raise ValueError(f"{name} must be a whole number in [0, 2**63 - 1] (or None), got {seed!r}")
+    return int(seed)
 
 
 def check_reset_options(options: Mapping[str, Any] | None) -> None:
@@ -295,7 +310,7 @@ class TextEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the next sample (a new epoch order per ``seed``) and return the prompt."""
-        super().reset(seed=seed)
+        super().reset(seed=check_seed(seed))
         if seed is not None:
             self._sample_order.restart()  # the same seed replays the same sample order
             self._group, self._group_left = -1, 0

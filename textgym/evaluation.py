@@ -13,6 +13,7 @@ import numpy as np
 
 from textgym.catalogue import find_task
 from textgym.devices import resolve_device  # re-exported: older code imports it from here
+from textgym.fieldtypes import check_arg_types
 
 EVAL_METRICS = ("bleu", "rouge1", "rouge2", "rougeL")
 
@@ -23,6 +24,7 @@ def eval_metrics(env_id: str, extra: Sequence[str] | None = None) -> list[str]:
     >>> eval_metrics("textgym/IMDB-v0", ["chrf"])
     ['bleu', 'rouge1', 'rouge2', 'rougeL', 'sentiment', 'chrf']
     """
+    check_arg_types(eval_metrics, locals())  # a bare string for extra would add one metric per character
     task = find_task(env_id)
     preset = task.preset.metrics if task else ()
     return list(dict.fromkeys([*EVAL_METRICS, *preset, *(extra or [])]))
@@ -36,6 +38,7 @@ def distinct_n(texts: list[str], n: int) -> float:
     >>> distinct_n([""], 1)
     0.0
     """
+    check_arg_types(distinct_n, locals(), at_least={"n": 1})
     grams = [tuple(words[i : i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
@@ -99,6 +102,13 @@ def evaluate(
 
     from textgym.models import check_model_kind, load_lm, load_tokenizer
 
+    given = {k: v for k, v in locals().items() if k != "device"}  # device (str or torch.device): resolve_device's
+    check_arg_types(evaluate, given, at_least={"n": 1, "batch_size": 1})
+    if (model is not None and not isinstance(model, (str, os.PathLike))
+            and not callable(getattr(model, "generate", None))):
+        hint = "; for a textgym agent pass agent.policy.export_lm()" if hasattr(model, "policy") else ""
+        raise TypeError(f"model must be a model name or folder, or a loaded transformers model (with generate), "
+                        f"got {type(model).__name__}{hint}")
     start = time.perf_counter()
     check_model_kind(model, "model")  # the wrong kind of folder is named before a tokenizer or env is built from it
     tokenizer = load_tokenizer(env_kwargs.pop("tokenizer", model if isinstance(model, str) else None))

@@ -4,7 +4,7 @@ A config dataclass calls :func:`check_field_types` in ``__post_init__``; every f
 type checked against its annotation, so a field added later is covered without a new check:
 
 * ``int`` refuses floats (``8.5`` and ``8.0`` alike), strings and bools;
-* ``float`` accepts ints, refuses strings (``"3e-4"`` is named as a quoted number) and bools;
+* ``float`` accepts ints, refuses NaN, inf, strings (``"3e-4"`` is named as a quoted number) and bools;
 * ``str``, ``bool`` and ``dict`` take only their own type;
 * ``list[X]`` refuses a bare string (Python would iterate it character by character) and checks items;
 * ``X | None`` lets ``None`` through; ``Any`` and callables (SB3 schedules) are not checked.
@@ -26,20 +26,22 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import inspect
+import math
+import numbers
 import types
 import typing
 from typing import Any, Union
 
 from textgym.argtypes import INT_MAX
 
-__all__ = ["check_arg_types", "check_field_types", "type_problem"]
+__all__ = ["check_arg_types", "check_call", "check_field_types", "resolved_hints", "type_problem"]
 
 
 def _name(hint: Any) -> str:
     if hint is type(None):
         return "None"
     if isinstance(hint, type):
-        return {"int": "an int", "float": "a number", "str": "a string", "bool": "a bool (true/false)",
+        return {"int": "an int", "float": "a finite number", "str": "a string", "bool": "a bool (true/false)",
                 "dict": "a mapping", "list": "a list"}.get(hint.__name__, f"a {hint.__name__}")
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
@@ -52,6 +54,12 @@ def _name(hint: Any) -> str:
         return "a mapping"
     if origin is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if origin is collections.abc.Callable:
+        return "a callable"
+    if hint is collections.abc.Callable:
+        return "a callable"
+    if isinstance(hint, type):
+        return f"a {hint.__name__}"
     return str(hint).replace("typing.", "")
 
 
@@ -63,10 +71,13 @@ def _fits(value: Any, hint: Any) -> bool:
         return any(_fits(value, h) for h in typing.get_args(hint))
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # NumPy scalars too (np.float32, np.int64): they are what arrays hand out
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT_MAX
+        return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, _np_bool()))
+                and abs(int(value)) <= INT_MAX)
+    if origin is collections.abc.Callable:  # callbacks, schedules
+        return callable(value)
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         return isinstance(value, list) and all(_fits(v, item) for v in value)
@@ -84,19 +95,38 @@ def _fits(value: Any, hint: Any) -> bool:
     return True  # a hint this checker does not know: the field's own checks apply
 
 
+def _np_bool() -> type:
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover
+        return bool
+    return numpy.bool_
+
+
 def type_problem(name: str, value: Any, hint: Any) -> str | None:
     """The message for ``value`` in a field ``name`` typed ``hint``, or ``None`` when it fits."""
     if _fits(value, hint):
         return None
-    what = f"{value!r} ({'a quoted number' if _numeric_text(value) else 'a ' + type(value).__name__})"
+    kind = type(value).__name__
+    what = f"{value!r} ({'a quoted number' if _numeric_text(value) else ('an ' if kind[0] in 'aeiou' else 'a ') + kind})"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
         what = f"{value!r} (beyond int64, the largest whole number a tensor holds)"
     listy = (list, collections.abc.Sequence)
-    if isinstance(value, str) and (typing.get_origin(hint) in listy or (
-            typing.get_origin(hint) in (Union, types.UnionType)
-            and any(typing.get_origin(h) in listy for h in typing.get_args(hint)))):
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if isinstance(value, str) and any(typing.get_origin(h) in listy and typing.get_args(h) in ((), (str,), (Any,))
+                                      for h in options):
         what = f"the bare string {value!r} (write a list: [{value}])"
     return f"{name} must be {_name(hint)}, got {what}"
+
+
+def finite_problem(name: str, value: Any, hint: Any) -> str | None:
+    """The message for a NaN or infinite ``value`` where ``hint`` allows a float (no hyperparameter, length or weight
+    means them; a value error, not a type error), or ``None``."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if (float in options and isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isfinite(value)):
+        return f"{name} must be a finite number, got {value!r}"
+    return None
 
 
 def _numeric_text(value: Any) -> bool:
@@ -124,18 +154,83 @@ def check_field_types(obj: Any, owner: str = "") -> None:
         problem = type_problem(f.name, value, hints.get(f.name, Any))
         if problem:
             raise TypeError(f"{owner}: {problem}" if owner else problem)
+        problem = None if "range" in f.metadata else finite_problem(f.name, value, hints.get(f.name, Any))
+        if problem:  # (a ranged field's range check says it, with the range)
+            raise ValueError(f"{owner}: {problem}" if owner else problem)
 
 
-def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "") -> None:
+def check_arg_types(fn: Any, values: dict[str, Any], owner: str = "",
+                    at_least: dict[str, float] | None = None) -> None:
     """Raise TypeError naming the first argument of ``fn`` (by its annotations) whose value does not fit.
 
-    Call it first in a public constructor as ``check_arg_types(Cls.__init__, locals())``: only ``fn``'s own
-    annotated parameters are checked (``self``, ``**kwargs`` and ``Any`` are skipped).
+    Call it first in a public constructor or function as ``check_arg_types(Cls.__init__, locals())``: only
+    ``fn``'s own annotated parameters are checked (``self``, ``**kwargs`` and ``Any`` are skipped).
+    ``at_least`` gives the least allowed value of numeric arguments (ValueError naming the argument; ``None``
+    passes where the annotation allows it).
     """
-    hints = typing.get_type_hints(fn)
+    fn = getattr(fn, "__func__", fn)  # a bound method: its function's annotations
+    hints = resolved_hints(fn)
+    prefix = f"{owner}: " if owner else ""
     for name, param in inspect.signature(fn).parameters.items():
         if name == "self" or name not in values or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         problem = type_problem(name, values[name], hints.get(name, Any))
         if problem:
-            raise TypeError(f"{owner}: {problem}" if owner else problem)
+            raise TypeError(prefix + problem)
+        problem = finite_problem(name, values[name], hints.get(name, Any))
+        if problem:
+            raise ValueError(prefix + problem)
+    for name, low in (at_least or {}).items():
+        value = values.get(name)
+        if value is not None and isinstance(value, numbers.Real) and not (math.isfinite(value) and value >= low):
+            raise ValueError(f"{prefix}{name} must be >= {low}, got {value!r}")
+
+
+class _PackageNames(dict):
+    """Names for annotations that a module imports only for type checkers (SB3's ``"BaseCallback"``): found in
+    the already imported modules of the function's own package."""
+
+    def __init__(self, module: str) -> None:
+        super().__init__()
+        self.package = module.split(".")[0]
+
+    def __missing__(self, name: str) -> Any:
+        import sys
+
+        for module_name, module in list(sys.modules.items()):
+            if module_name.split(".")[0] == self.package and isinstance(getattr(module, name, None), type):
+                return getattr(module, name)
+        raise KeyError(name)
+
+
+def resolved_hints(fn: Any) -> dict[str, Any]:
+    """``fn``'s resolved annotations; one that cannot be resolved counts as ``Any``."""
+    localns = _PackageNames(getattr(fn, "__module__", "") or "")
+    try:
+        return typing.get_type_hints(fn, localns=localns)
+    except (NameError, TypeError):
+        pass
+    hints: dict[str, Any] = {}
+    for name, hint in getattr(fn, "__annotations__", {}).items():
+        try:
+            hints[name] = typing.get_type_hints(types.SimpleNamespace(__annotations__={name: hint}),
+                                                globalns=getattr(fn, "__globals__", {}), localns=localns)[name]
+        except (NameError, TypeError):
+            hints[name] = Any
+    return hints
+
+
+def check_call(fn: Any, args: tuple, kwargs: dict[str, Any], owner: str = "",
+               at_least: dict[str, float] | None = None) -> dict[str, Any]:
+    """Bind ``args``/``kwargs`` to ``fn``'s signature (TypeError naming an unknown or missing argument, as
+    Python would), check them as :func:`check_arg_types` does, and return them by name.
+
+    For wrappers that take ``*args, **kwargs`` and pass them on (e.g. an SB3 method): the wrapped
+    function's own annotations check the call.
+    """
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{owner}: {exc}" if owner else str(exc)) from None
+    check_arg_types(fn, bound.arguments, owner, at_least)
+    return bound.arguments

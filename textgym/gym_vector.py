@@ -19,7 +19,7 @@ from gymnasium.envs.registration import load_env_creator
 from textgym.catalogue import FAMILIES
 from textgym.core import TextEnv
 from textgym.fieldtypes import check_arg_types
-from textgym.vector import TokenVecEnv, per_env
+from textgym.vector import TokenVecEnv
 
 
 class GymTokenVectorEnv(gym.vector.VectorEnv):
@@ -55,10 +55,7 @@ class GymTokenVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
         """Start a new episode in every env: seeds ``seed + i`` for an int, one per env for a list."""
-        if isinstance(seed, (list, tuple, np.ndarray)):
-            seeds = list(per_env(seed, "seed", self.num_envs))
-        else:
-            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        seeds = self.engine.seeds_per_env(seed)
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be one dict for every env (gymnasium's vector API), got {type(options).__name__}")
         super().reset(seed=seeds[0])

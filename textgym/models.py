@@ -321,6 +321,8 @@ def check_model_kind(spec: Any, what: str = "--model") -> None:
     """
     if spec is None or not isinstance(spec, (str, os.PathLike)):
         return
+    if not str(spec).strip():  # "" would read as "not given" below and load the default model silently
+        raise ValueError(f"{what} is empty: give a model alias, folder or hub id (or leave it out for the default)")
     where = resolve_model_path(spec)
     if isinstance(where, Path):
         _check_kind(where, "AutoModelForCausalLM", what)

@@ -13,6 +13,8 @@ import os
 import time
 from typing import Callable
 
+from textgym.argtypes import INT_MAX
+
 __all__ = ["AUTO", "available_cores", "check_threads", "default_threads", "idle_cores", "parse_threads",
            "resolve_threads", "set_threads"]
 
@@ -25,7 +27,7 @@ def check_threads(value: object, name: str = "threads") -> int | None:
     >>> check_threads(2), check_threads(None)
     (2, None)
     """
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT_MAX):
         raise ValueError(f"{name} must be a positive int or None (leave torch's threads as they are), got {value!r}")
     return value
 

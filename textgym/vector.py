@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from textgym.devices import resolve_device
 from textgym.fieldtypes import check_arg_types
-from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_options, check_sample_index,
+from textgym.core import (SampleOrder, TextEnv, as_token_ids, check_reset_options, check_sample_index, check_seed,
                           episode_flags, sample_references)
 
 
@@ -172,9 +172,17 @@ class TokenVecEnv(VecEnv):
     def seed(self, seed: int | Sequence[int | None] | None = None) -> Sequence[None | int]:
         """SB3's ``seed``: one int (``seed + i`` per env), or one seed per env (a list of ``num_envs``)."""
         if isinstance(seed, (list, tuple, np.ndarray)):
-            self._seeds = list(per_env(seed, "seed", self.num_envs))
+            self._seeds = self.seeds_per_env(seed)
             return self._seeds
-        return super().seed(seed)
+        return super().seed(check_seed(seed))
+
+    def seeds_per_env(self, seed: Any) -> list[int | None]:
+        """The seed of each env for ``seed``: ``None``, one int (``seed + i``) or one per env, each checked (the
+        argument named; both lengths for a list of the wrong length)."""
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            return [check_seed(s, f"seed[{i}]") for i, s in enumerate(per_env(seed, "seed", self.num_envs))]
+        first = check_seed(seed)
+        return [None if first is None else first + i for i in range(self.num_envs)]
 
     def set_options(self, options: list[dict] | dict | None = None) -> None:
         """SB3's ``set_options``: one dict for every env, or a list of ``num_envs`` dicts."""
@@ -182,8 +190,9 @@ class TokenVecEnv(VecEnv):
 
     def reset_all(self, seed: int | None = None) -> None:
         """Start a new episode in every env (seeds ``seed + i`` when given)."""
+        seeds = self.seeds_per_env(seed)
         for i in range(self.num_envs):
-            self.reset_infos[i] = self.reset_env(i, None if seed is None else seed + i)
+            self.reset_infos[i] = self.reset_env(i, seeds[i])
 
     # --- the batched transition ------------------------------------------------------------
     def check_actions(self, actions: Any) -> torch.Tensor:

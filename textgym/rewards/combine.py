@@ -14,11 +14,11 @@ __all__ = ["WeightedReward", "score_and_components", "score_components"]
 def _check_weight(key: str, weight: object) -> float:
     # bool is an int subclass, but True as a weight is almost surely a mistake.
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-        raise TypeError(f"weight of {key!r} must be a finite number, got {type(weight).__name__} "
+        raise TypeError(f"reward weight of {key!r} must be a finite number, got {type(weight).__name__} "
                         f"{weight!r}")
     value = float(weight)
     if not math.isfinite(value):
-        raise ValueError(f"weight of {key!r} must be a finite number, got {value!r}")
+        raise ValueError(f"reward weight of {key!r} must be a finite number, got {value!r}")
     return value
 
 

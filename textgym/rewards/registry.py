@@ -9,11 +9,11 @@ here without this module knowing them).
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from textgym.rewards import overlap, quality
 from textgym.rewards.base import RewardFn
-from textgym.rewards.combine import WeightedReward
+from textgym.rewards.combine import WeightedReward, _check_weight
 
 __all__ = [
     "available_reward_prefixes",
@@ -125,6 +125,32 @@ def _from_name(spec: str) -> RewardFn:
     raise ValueError(f"unknown reward {spec!r}{hint}; {_allowed()}")
 
 
+def check_reward_spec(spec: Any, what: str = "reward") -> None:
+    """Refuse a reward spec of the wrong shape without building it (no model is loaded): a name, a non-empty
+    ``{name: finite weight}`` mapping with each name once, or a RewardFn. ``what`` names the argument (a config
+    key such as ``env.reward``). :func:`make_reward` runs it first; a config checks its ``reward`` with it."""
+    if isinstance(spec, str) or (isinstance(spec, RewardFn) and not isinstance(spec, Mapping)):
+        return
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"{what}: a reward spec must be a name (str), a {{name: weight}} mapping or a RewardFn "
+                        f"(a callable with a `name`), got {type(spec).__name__} {spec!r}"[:300] + f"; {_allowed()}")
+    if not spec:
+        raise ValueError(f"{what}: a reward mapping needs at least one {{name: weight}} entry; {_allowed()}")
+    seen: set[str] = set()
+    for key, weight in spec.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{what}: reward mapping keys must be reward names (str), got "
+                            f"{type(key).__name__} {key!r}; {_allowed()}")
+        if key.strip() in seen:  # " bleu" and "bleu": the same reward counted twice
+            raise ValueError(f"{what}: the reward mapping names {key.strip()!r} twice; give each reward once, "
+                             "with its total weight")
+        seen.add(key.strip())
+        try:
+            _check_weight(key, weight)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{what}: {exc}") from None
+
+
 def make_reward(spec: str | Mapping[str, float] | RewardFn) -> RewardFn:
     """Turn a reward spec into a RewardFn.
 
@@ -150,6 +176,7 @@ def make_reward(spec: str | Mapping[str, float] | RewardFn) -> RewardFn:
         ...
         ValueError: unknown reward 'blue' (did you mean 'bleu'?); available names: [...]; ...
     """
+    check_reward_spec(spec)
     if isinstance(spec, str):
         return _from_name(spec.strip())
     if isinstance(spec, Mapping):

@@ -76,8 +76,10 @@ CREATE TRIGGER IF NOT EXISTS answers_append_only_d BEFORE DELETE ON answers
 """
 
 
-_NOT_IMPORTED = ("NOT EXISTS (SELECT 1 FROM answers i WHERE i.pair_id = p.pair_id AND "
-                 "substr(i.annotator, 1, 7) = 'import:')")
+# A pair is imported when an import created it (its source) or labelled it (an import annotator); an import given
+# its own annotator name (``annotator="alice"``) is known by the source.
+_NOT_IMPORTED = ("(substr(p.source, 1, 7) != 'import:' AND NOT EXISTS (SELECT 1 FROM answers i WHERE "
+                 "i.pair_id = p.pair_id AND substr(i.annotator, 1, 7) = 'import:'))")
 
 
 def _lines(handle: Any, path: Path) -> Iterator[str]:
@@ -262,7 +264,8 @@ class PreferenceStore:
                 items.append((row["prompt"], row["chosen"], row["rejected"]))
         pids = self.add_pairs(items, source=f"{IMPORT_PREFIX}{path.name}")
         # A preference is its content: a pair already imported (from any file, under any name) is skipped.
-        done = {r[0] for r in self._rows("SELECT DISTINCT pair_id FROM answers WHERE substr(annotator, 1, 7) = 'import:'")}
+        done = {r[0] for r in self._rows("SELECT DISTINCT a.pair_id FROM answers a JOIN pairs p ON p.pair_id = a.pair_id"
+                                         " WHERE NOT (" + _NOT_IMPORTED + ")")}
         for pid in dict.fromkeys(pids):
             if pid not in done:
                 n_added += self.answer(pid, "A", who)

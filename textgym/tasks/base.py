@@ -55,6 +55,9 @@ class TaskEnv(TextEnv):
         self.dataset, self.split = dataset, split
         if samples is None:
             samples = load_samples(dataset, split=split, data_dir=data_dir)
+            if not samples:  # e.g. a slice such as "train[:0]": named here, not as TextEnv's empty samples
+                raise ValueError(f"split {split!r} of {dataset} holds no items; give a split (or slice) with at "
+                                 "least one")
         settings = {
             "reward": preset.reward,
             "metrics": preset.metrics,
