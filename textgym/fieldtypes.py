@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import inspect
 import math
 import numbers
@@ -204,7 +205,17 @@ class _PackageNames(dict):
 
 
 def resolved_hints(fn: Any) -> dict[str, Any]:
-    """``fn``'s resolved annotations; one that cannot be resolved counts as ``Any``."""
+    """``fn``'s resolved annotations; one that cannot be resolved counts as ``Any``. Cached per function (a
+    constructor checks its arguments on every call); do not modify the returned dict."""
+    return _resolved_hints(getattr(fn, "__func__", fn))  # a bound method: its function (not its instance) is the key
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved_hints(fn: Any) -> dict[str, Any]:
+    try:  # the plain way first: the package scan below is only for names imported for type checkers
+        return typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        pass
     localns = _PackageNames(getattr(fn, "__module__", "") or "")
     try:
         return typing.get_type_hints(fn, localns=localns)
