@@ -33,6 +33,8 @@ import types
 import typing
 from typing import Any, Union
 
+import numpy as np
+
 from textgym.argtypes import INT_MAX
 
 __all__ = ["check_arg_types", "check_call", "check_field_types", "resolved_hints", "type_problem"]
@@ -55,12 +57,8 @@ def _name(hint: Any) -> str:
         return "a mapping"
     if origin is typing.Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(hint)))
-    if origin is collections.abc.Callable:
+    if collections.abc.Callable in (origin, hint):
         return "a callable"
-    if hint is collections.abc.Callable:
-        return "a callable"
-    if isinstance(hint, type):
-        return f"a {hint.__name__}"
     return str(hint).replace("typing.", "")
 
 
@@ -73,9 +71,9 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is float:  # NumPy scalars too (np.float32, np.int64): they are what arrays hand out
-        return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     if hint is int:
-        return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, _np_bool()))
+        return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
                 and abs(int(value)) <= INT_MAX)
     if origin is collections.abc.Callable:  # callbacks, schedules
         return callable(value)
@@ -94,14 +92,6 @@ def _fits(value: Any, hint: Any) -> bool:
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True  # a hint this checker does not know: the field's own checks apply
-
-
-def _np_bool() -> type:
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover
-        return bool
-    return numpy.bool_
 
 
 def type_problem(name: str, value: Any, hint: Any) -> str | None:
