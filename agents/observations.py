@@ -46,15 +46,14 @@ def check_text_space(space: Any, owner: str = "TransformerPolicy") -> int:
     return shapes.pop()[0]
 
 
-def check_obs_shapes(obs: Any, length: int, space: Any = None) -> None:
-    """Before SB3's ``predict`` reshapes arrays: each key must be ``(L,)`` or ``(n, L)`` with ``n >= 1`` (SB3 would
-    reshape any size that divides by ``L`` and fail on the rest with numpy's reshape error), of numbers, and
-    every key one of the observation ``space``'s (SB3 would fail on another with a raw ``KeyError``). With
-    ``space`` (a Dict), its keys and each key's own length apply (a seq2seq layout's decoder keys)."""
+def check_obs_shapes(obs: Any, space: Any) -> None:
+    """Before SB3's ``predict`` reshapes arrays: each key of the observation ``space`` (a Dict) must be ``(L,)`` or
+    ``(n, L)`` with ``n >= 1`` and ``L`` that key's length in the space (SB3 would reshape any size that divides by
+    ``L`` and fail on the rest with numpy's reshape error), of numbers, and no other key may be given (SB3 would
+    fail on it with a raw ``KeyError``); a seq2seq layout's decoder keys have their own length."""
     if not isinstance(obs, dict):
         raise ValueError(f"obs must be a dict with input_ids and attention_mask, got {type(obs).__name__}")
-    lengths = ({k: box.shape[-1] for k, box in space.spaces.items()} if space is not None
-               else {"input_ids": length, "attention_mask": length})
+    lengths = {k: box.shape[-1] for k, box in space.spaces.items()}
     unknown = sorted(map(str, set(obs) - set(lengths)))
     if unknown:
         raise ValueError(f"obs has key(s) {unknown} that the observation space lacks; allowed keys: {sorted(lengths)}")
@@ -71,6 +70,12 @@ def check_obs_shapes(obs: Any, length: int, space: Any = None) -> None:
         dtype = value.dtype if isinstance(value, (np.ndarray, th.Tensor)) else np.asarray(value).dtype
         if not isinstance(dtype, th.dtype) and dtype.kind not in "biuf":
             raise ValueError(f"obs[{key!r}] must hold token ids (integers), got dtype {dtype}")
+
+
+def _not_token_ids(values: th.Tensor, n_vocab: int) -> th.Tensor:
+    """Elementwise: outside ``[0, n_vocab)``, or fractional (SB3's buffers give floats: whole values only)."""
+    wrong = (values < 0) | (values >= n_vocab)
+    return wrong | (values != values.round()) if values.is_floating_point() else wrong
 
 
 def check_token_obs(obs: Any, length: int | None, n_vocab: int, actions: Any = None) -> None:
@@ -94,9 +99,7 @@ def check_token_obs(obs: Any, length: int | None, n_vocab: int, actions: Any = N
     if ids.shape != mask.shape or (length is not None and ids.shape[1] != length):
         raise ValueError(f"obs['input_ids'] {tuple(ids.shape)} and obs['attention_mask'] {tuple(mask.shape)} must both "
                          f"be (batch, {length}) for this policy (its observation space)")
-    bad_ids = (ids < 0) | (ids >= n_vocab)
-    if ids.is_floating_point():  # SB3's buffers give floats: whole values only
-        bad_ids |= ids != ids.round()
+    bad_ids = _not_token_ids(ids, n_vocab)
     if ids.shape[0] == 0:
         raise ValueError(f"obs['input_ids'] is an empty batch {tuple(ids.shape)}: give at least one row")
     bad_actions = th.zeros((), dtype=th.bool, device=ids.device)
@@ -107,17 +110,15 @@ def check_token_obs(obs: Any, length: int | None, n_vocab: int, actions: Any = N
         if actions.numel() != ids.shape[0]:
             raise ValueError(f"actions must hold one token id per observation row: got shape {tuple(actions.shape)} "
                              f"for {ids.shape[0]} rows")
-        bad_actions = ((actions < 0) | (actions >= n_vocab) | (actions != actions.round() if actions.is_floating_point()
-                                                                 else th.zeros_like(actions, dtype=th.bool))).any()
+        wrong_actions = _not_token_ids(actions.reshape(-1), n_vocab)
+        bad_actions = wrong_actions.any()
     bad_mask = (mask != 0) & (mask != 1)
     empty_rows = ~(mask == 1).any(dim=1)
     if not bool(bad_ids.any() | bad_mask.any() | empty_rows.any() | bad_actions):  # the one sync
         return
     if bool(bad_actions):
-        flat = actions.reshape(-1)
-        wrong = (flat < 0) | (flat >= n_vocab) | (flat != flat.round() if flat.is_floating_point() else flat < 0)
         raise ValueError(f"actions must be whole token ids in [0, {n_vocab - 1}] (the model's vocabulary), "
-                         f"found {flat[wrong][0].item()!r}")
+                         f"found {actions.reshape(-1)[wrong_actions][0].item()!r}")
     if bad_ids.any():
         found = ids[bad_ids][0].item()
         raise ValueError(f"obs['input_ids'] must hold whole token ids in [0, {n_vocab - 1}] (the model's vocabulary), "

@@ -475,7 +475,7 @@ class TransformerPolicy(ActorCriticPolicy):
 
     def obs_to_tensor(self, observation: Any):
         """SB3's conversion for ``predict``, after a shape check that names the key (no numpy reshape error)."""
-        check_obs_shapes(observation, self.obs_length, self.observation_space)
+        check_obs_shapes(observation, self.observation_space)
         return super().obs_to_tensor(observation)
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False):
