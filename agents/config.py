@@ -340,8 +340,15 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 _UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
 
 _LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig, "nlpo": NLPOConfig}
-_LATER_ALGO_DEFAULTS = {"baseline": "critic", "group_size": None}  # ppo/a2c fields added later
+# Algorithm fields added after records were made: hashed only when set, so those records keep their hash.
+_LATER_ALGO_DEFAULTS = {"ppo": {"baseline": "critic", "group_size": None}, "a2c": {"baseline": "critic", "group_size": None},
+                        "rloo": {"kl_penalty": "reward"}}
 _LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
+
+
+def _without_later_defaults(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    later = _LATER_ALGO_DEFAULTS.get(section, {})
+    return {key: value for key, value in values.items() if key not in later or value != later[key]}
 
 
 def config_hash(config: TrainConfig | dict[str, Any]) -> str:
@@ -356,11 +363,10 @@ def config_hash(config: TrainConfig | dict[str, Any]) -> str:
             policy.pop(key)
     if "policy" in data:
         data["policy"] = policy
-    for section in ("ppo", "a2c"):
+    for section in _LATER_ALGO_DEFAULTS:
         if isinstance(data.get(section), dict):
-            data[section] = {key: value for key, value in data[section].items()
-                             if key not in _LATER_ALGO_DEFAULTS or value != _LATER_ALGO_DEFAULTS[key]}
+            data[section] = _without_later_defaults(section, data[section])
     for section, cls in _LATER_SECTIONS.items():  # algorithms added later hash only when their settings change
-        if data.get(section) == asdict(cls()):
+        if data.get(section) == _without_later_defaults(section, asdict(cls())):
             data.pop(section)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

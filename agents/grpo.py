@@ -11,7 +11,7 @@ from stable_baselines3 import PPO as SB3PPO
 from agents.base import TextAlgorithm
 from agents.buffers import EpisodeBatch
 from agents.groups import episode_returns, group_normalized_advantages, per_step
-from agents.losses import masked_mean
+from agents.losses import k3_kl, masked_mean
 from agents.policies import TransformerPolicy
 from agents.ppo import ClippedUpdateConfig
 from agents.settings import ranged
@@ -60,8 +60,7 @@ class GRPO(TextAlgorithm, SB3PPO):
         ratio = th.exp(log_ratio)
         surrogate = th.min(batch.advantages * ratio, batch.advantages * th.clamp(ratio, 1 - clip, 1 + clip))
         policy_loss = -masked_mean(surrogate, mask)
-        to_ref = batch.ref_log_probs - log_probs
-        kl = masked_mean(th.exp(to_ref) - to_ref - 1, mask)
+        kl = k3_kl(log_probs, batch.ref_log_probs, mask)
         entropy_loss = -masked_mean(entropy, mask)
         loss = policy_loss + self.kl_coef * kl + self.ent_coef * entropy_loss
         with th.no_grad():

@@ -157,6 +157,30 @@ def test_baseline_choices_are_checked_and_only_ppo_and_a2c_have_one(tok):
             policy_kwargs=policy_kwargs(tok))
 
 
+@pytest.mark.parametrize("kl_penalty", ["reward", "loss"])
+def test_rloo_charges_the_kl_in_the_return_or_in_the_loss(tok, kl_penalty, tmp_path):
+    from agents.groups import episode_returns
+
+    env = TokenVecEnv(tiny_env(tok, max_new_tokens=3, group_size=2), 4, device="cpu")
+    model = RLOO("TransformerPolicy", env, n_steps=3, group_size=2, kl_coef=0.5, kl_penalty=kl_penalty,
+                 learning_rate=3e-2, seed=0, policy_kwargs=policy_kwargs(tok))
+    model.learn(24)  # two rollouts: the second samples from a policy that has left the reference
+    batch = model.rollout_buffer.episodes
+    scores, penalised = (episode_returns(r, batch.step_mask) for r in (batch.env_rewards, batch.rewards))
+    assert not th.allclose(scores, penalised)  # the KL is there to charge
+    th.testing.assert_close(batch.returns[:, 0], scores if kl_penalty == "loss" else penalised)
+    logged = model.logger.name_to_value
+    assert (logged["train/kl_to_reference"] > 0) if kl_penalty == "loss" else ("train/kl_to_reference" not in logged)
+    model.save(tmp_path / "agent")
+    assert RLOO.load(tmp_path / "agent", env=env).kl_penalty == kl_penalty
+
+
+def test_rloo_kl_penalty_choices_are_checked(tok):
+    env = TokenVecEnv(tiny_env(tok, group_size=2), 4, device="cpu")
+    with pytest.raises(ValueError, match=r"kl_penalty must be one of \['reward', 'loss'\], got 'kl'"):
+        RLOO("TransformerPolicy", env, group_size=2, kl_penalty="kl", policy_kwargs=policy_kwargs(tok))
+
+
 def test_nlpo_samples_only_inside_the_mask_policys_nucleus_and_scores_the_same_distribution(tok):
     from agents import NLPO
     from agents.rollout import evaluate_episodes
