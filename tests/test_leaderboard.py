@@ -112,6 +112,16 @@ def test_record_config_ignores_paths_and_sections_the_method_does_not_read():
     assert "ppo" not in relevant_config("sft", a) and "init" not in relevant_config("ppo", a)
 
 
+def test_a_field_added_later_keeps_the_hash_of_records_made_before_it():
+    from agents.config import config_hash, load_config, to_dict
+
+    new = to_dict(load_config(overrides={"algo": "rloo", "rloo.kl_coef": 0.02}))
+    old = {**new, "rloo": {k: v for k, v in new["rloo"].items() if k != "kl_penalty"}}  # a record from before kl_penalty
+    assert config_hash(relevant_config("rloo", new)) == config_hash(relevant_config("rloo", old))
+    loss = to_dict(load_config(overrides={"algo": "rloo", "rloo.kl_coef": 0.02, "rloo.kl_penalty": "loss"}))
+    assert config_hash(relevant_config("rloo", loss)) != config_hash(relevant_config("rloo", new))  # set: it counts
+
+
 def test_mean_std():
     assert mean_std([0.2, 0.3]) == "0.250 ± 0.071"
     assert mean_std([None, float("nan")]) == "–"
