@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -38,8 +39,43 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+# Config sections that differ between runs of one config (seeds, machines, output): never what tells two
+# configs apart in a row's label.
+_RUN_LOCAL = ("seed", "out", "init", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_labels(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per config hash, what sets its runs apart from the method's other configs: the settings (present in
+    all of them) whose values differ, or ``"cfg HASH"`` where those do not tell them apart.
+
+    >>> config_labels({"a1": {"rloo": {"kl_coef": 0.05, "n_steps": 8}, "seed": 0},
+    ...                "b2": {"rloo": {"kl_coef": 0.02, "n_steps": 8}, "seed": 1}})
+    {'a1': 'rloo.kl_coef=0.05', 'b2': 'rloo.kl_coef=0.02'}
+    >>> config_labels({"a1": {}, "b2": {}})
+    {'a1': 'cfg a1', 'b2': 'cfg b2'}
+    """
+    flat = {h: {k: v for k, v in _flat(c).items() if k.split(".")[0] not in _RUN_LOCAL} for h, c in configs.items()}
+    shared = set.intersection(*(set(f) for f in flat.values()))
+    differing = sorted(k for k in shared if len({json.dumps(f[k], sort_keys=True) for f in flat.values()}) > 1)
+    labels = {h: ", ".join(f"{k}={f[k]}" for k in differing) for h, f in flat.items()}
+    if not differing or len(differing) > 3 or len(set(labels.values())) < len(labels):
+        return {h: f"cfg {h}" for h in configs}
+    return labels
+
+
 def _method_rows(records: list[Record]) -> list[tuple[str, list[Record]]]:
-    """Rows per method (canonical order); a method run with several configs gets one row per config hash.
+    """Rows per method (canonical order); a method run with several configs gets one row per config hash,
+    labelled with the settings that differ (:func:`config_labels`).
 
     When the table's runs used different torch thread counts, every row says its count and runs on
     different counts are never averaged together (their timings are not comparable).
@@ -51,9 +87,10 @@ def _method_rows(records: list[Record]) -> list[tuple[str, list[Record]]]:
     rows = []
     for method in sorted(by_method, key=lambda m: (METHODS.index(m) if m in METHODS else len(METHODS), m)):
         groups = by_method[method]
-        several_configs = len({cfg for cfg, _ in groups}) > 1
+        configs = {cfg: group[0].get("config") or {} for (cfg, _), group in groups.items()}
+        labels = config_labels(configs) if len(configs) > 1 else {}
         for (cfg, threads), group in sorted(groups.items()):
-            label = f"{method} [cfg {cfg}]" if several_configs else method
+            label = f"{method} [{labels[cfg]}]" if labels else method
             if mixed:
                 label += f" [{threads or '?'} thread{'' if threads == 1 else 's'}]"
             rows.append((label, group))
