@@ -341,7 +341,8 @@ _UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", 
 
 _LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig, "nlpo": NLPOConfig}
 # Algorithm fields added after records were made: hashed only when set, so those records keep their hash.
-_LATER_ALGO_DEFAULTS = {"ppo": {"baseline": "critic", "group_size": None}, "a2c": {"baseline": "critic", "group_size": None},
+_LATER_ALGO_DEFAULTS = {"ppo": {"baseline": "critic", "group_size": None},
+                        "a2c": {"baseline": "critic", "group_size": None},
                         "rloo": {"kl_penalty": "reward"}}
 _LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
 
