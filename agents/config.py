@@ -337,7 +337,8 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 # Settings that do not change what is learned; left out of the hash so seeds and machines group.
-_UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
+# (The leaderboard's row labels skip them too: they never tell two configs apart.)
+UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
 
 _LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig, "nlpo": NLPOConfig}
 # Algorithm fields added after records were made: hashed only when set, so those records keep their hash.
@@ -355,7 +356,7 @@ def _without_later_defaults(section: str, values: dict[str, Any]) -> dict[str, A
 def config_hash(config: TrainConfig | dict[str, Any]) -> str:
     """Short sha256 of the config without the seed and run-local settings (output folder, device...)."""
     data = to_dict(config) if dataclasses.is_dataclass(config) else dict(config)
-    for key in _UNHASHED:
+    for key in UNHASHED:
         data.pop(key, None)
     # Policy settings added later hash only when set, so older records of the same run still group.
     policy = dict(data.get("policy") or {})

@@ -39,11 +39,6 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-# Config sections that differ between runs of one config (seeds, machines, output): never what tells two
-# configs apart in a row's label.
-_RUN_LOCAL = ("seed", "out", "init", "device", "threads", "tensorboard", "progress_bar", "checkpoint")
-
-
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
@@ -64,7 +59,9 @@ def config_labels(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
     >>> config_labels({"a1": {}, "b2": {}})
     {'a1': 'cfg a1', 'b2': 'cfg b2'}
     """
-    flat = {h: {k: v for k, v in _flat(c).items() if k.split(".")[0] not in _RUN_LOCAL} for h, c in configs.items()}
+    from agents.config import UNHASHED  # run-local settings (seed, threads...); records carry no out/init
+
+    flat = {h: {k: v for k, v in _flat(c).items() if k.split(".")[0] not in UNHASHED} for h, c in configs.items()}
     shared = set.intersection(*(set(f) for f in flat.values()))
     differing = sorted(k for k in shared if len({json.dumps(f[k], sort_keys=True) for f in flat.values()}) > 1)
     labels = {h: ", ".join(f"{k}={f[k]}" for k in differing) for h, f in flat.items()}
