@@ -153,3 +153,33 @@ def test_public_seeding_and_prompts(smollm_tokenizer):
         vec.seed_next_reset([1])
     with pytest.raises(ValueError, match="sample_index"):
         vec.prompt(len(vec.env.samples))
+
+
+def test_the_fast_paths_reset_takes_the_seeds_and_options_left_for_the_next_reset(smollm_tokenizer):
+    """``seed()``/``set_options()`` hold what the next reset uses, in SB3; ``reset_all`` (each fast-path
+    rollout's reset) takes them as ``reset`` does, so its prompts do not depend on the global random state."""
+    import random
+
+    import torch
+
+    def ids(vec):
+        return [info["sample_id"] for info in vec.reset_infos]
+
+    draws = []
+    for noise in range(3):
+        random.seed(noise), np.random.seed(noise), torch.manual_seed(noise)
+        vec = textgym.make_vec("textgym/Generation-v0", N, device="cpu", tokenizer=smollm_tokenizer)
+        vec.seed(7)
+        vec.reset_all()
+        first = ids(vec)
+        vec.reset_all()  # the seeds were used up: the draws go on from them
+        draws.append((first, ids(vec)))
+    assert draws[0] == draws[1] == draws[2] and draws[0][0] != draws[0][1]
+    vec.seed(7)
+    vec.reset()
+    assert ids(vec) == draws[0][0]
+    vec.set_options({"sample_index": 3})
+    vec.reset_all()
+    assert ids(vec) == [vec.env.samples[3].id] * N
+    vec.reset_all()  # the options were used up too
+    assert ids(vec) != [vec.env.samples[3].id] * N

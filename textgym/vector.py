@@ -189,10 +189,14 @@ class TokenVecEnv(VecEnv):
         super().set_options(per_env(options, "options", self.num_envs) if isinstance(options, (list, tuple)) else options)
 
     def reset_all(self, seed: int | None = None) -> None:
-        """Start a new episode in every env (seeds ``seed + i`` when given)."""
-        seeds = self.seeds_per_env(seed)
+        """Start a new episode in every env: seeds ``seed + i`` when given, else those :meth:`seed` (and
+        :meth:`set_options`) left for the next reset, as :meth:`reset` (the fast path's rollouts reset here,
+        so ``venv.seed(0)`` before one makes its prompts reproducible)."""
+        seeds = self._seeds if seed is None else self.seeds_per_env(seed)
         for i in range(self.num_envs):
-            self.reset_infos[i] = self.reset_env(i, seeds[i])
+            self.reset_infos[i] = self.reset_env(i, seeds[i], self._options[i] or None)
+        self._reset_seeds()
+        self._reset_options()
 
     # --- the batched transition ------------------------------------------------------------
     def check_actions(self, actions: Any) -> torch.Tensor:
