@@ -23,7 +23,7 @@ from agents.buffers import EpisodeBatch, EpisodeRolloutBuffer, KLPenaltyRolloutB
 from agents.checkpoints import check_agent_zip
 from agents.envs import make_text_env, wrap_env
 from agents.groups import episode_returns, group_mean_advantages, grouped, per_step
-from agents.kl import KLStats, make_kl_controller, token_kl
+from agents.kl import KLStats, fluency_bonus, make_kl_controller, token_kl
 from agents.policies import TransformerPolicy
 from agents.reference import check_rebuilt_reference, reference_record, weights_fingerprint
 from agents.rollout import critic_values, evaluate_episodes, generate_episodes, reference_log_probs
@@ -59,6 +59,10 @@ class TextAlgorithm:
         kl_target: If set, ``kl_coef`` adapts so the per-episode KL tracks this value (Ziegler et
             al. 2019). Not SB3's ``target_kl``, which still stops an update's epochs early.
         kl_horizon: Horizon of the adaptive controller, in environment steps.
+        fluency_coef: If > 0, each episode's reward gains this many times its output's mean per-token
+            log-likelihood under the reference (``-log`` of its perplexity there), spread over its tokens.
+            The KL penalty keeps the policy near the reference's distribution, entropy included; this pays
+            for text the reference finds likely, which is what held-out perplexity measures. Fast path only.
         n_envs: Parallel episodes when ``env`` is an id.
         env_kwargs: ``gym.make`` keyword arguments when ``env`` is an id.
         fast_path: False runs SB3's own per-step rollouts (one forward per token) instead.
@@ -85,7 +89,7 @@ class TextAlgorithm:
                  kl_coef: float | None = None, kl_target: float | None = None, kl_horizon: int = 10_000,
                  n_envs: int = 1, env_kwargs: dict[str, Any] | None = None, fast_path: bool = True,
                  threads: int | None = None, group_size: int | None = None, baseline: str | None = None,
-                 **kwargs: Any) -> None:
+                 fluency_coef: float | None = None, **kwargs: Any) -> None:
         sb3_init = super().__init__  # type: ignore[misc]
         names = [p for p in inspect.signature(sb3_init).parameters if p not in ("policy", "env")]
         for name, value in zip(names, args):
@@ -102,10 +106,11 @@ class TextAlgorithm:
         defaults = self._defaults(config)
         kl_coef = defaults.pop("kl_coef") if kl_coef is None else kl_coef
         kl_target = defaults.pop("kl_target") if kl_target is None else kl_target
+        self.fluency_coef = defaults.pop("fluency_coef") if fluency_coef is None else fluency_coef
         group_size = defaults.pop("group_size", None) if group_size is None else group_size
         self.baseline = self._check_baseline(defaults.pop("baseline", None) if baseline is None else baseline)
         check_text_args(self.config_class, type(self).__name__, kl_coef=kl_coef, kl_target=kl_target,
-                        baseline=self.baseline)
+                        fluency_coef=self.fluency_coef, baseline=self.baseline)
         self.uses_critic = type(self).uses_critic and self.baseline in (None, "critic")
         self.group_size = self._check_group_size(group_size)
         if isinstance(env, str) and self.group_size is not None:
@@ -224,6 +229,10 @@ class TextAlgorithm:
                 "compares the k completions of each prompt"
             raise ValueError(f"{name} {why}: it needs the fast path (an env id, a TextEnv, any SB3 VecEnv of TextEnvs, "
                              "gym.make_vec or textgym.make_vec), not SB3's per-step path")
+        if self.fluency_coef and not fast:
+            raise ValueError(f"{name}: fluency_coef={self.fluency_coef} scores whole episodes: it needs the fast path "
+                             "(an env id, a TextEnv, any SB3 VecEnv of TextEnvs, gym.make_vec or textgym.make_vec), "
+                             "not SB3's per-step path")
         if not self.uses_critic and env_groups < 2:
             raise ValueError(f"{name} needs groups of completions: pass group_size=k (k >= 2) with an env id, "
                              "or make the env with group_size >= 2")
@@ -309,6 +318,11 @@ class TextAlgorithm:
         batch.ref_log_probs = th.cat([reference_log_probs(self.policy, batch, rows).float() for rows in chunks])
         if self.policy.critic_trunk is not None:
             batch.values = th.cat([critic_values(self.policy, batch, rows) for rows in chunks]) * batch.step_mask
+        if self.fluency_coef:  # part of the task reward every algorithm optimises (GRPO's and RLOO's too)
+            batch.raw_rewards = batch.env_rewards if batch.raw_rewards is None else batch.raw_rewards
+            fluency = fluency_bonus(batch.ref_log_probs, batch.step_mask, self.fluency_coef)
+            batch.env_rewards = batch.env_rewards + fluency
+            self.logger.record("rollout/ref_log_likelihood", float(fluency.sum() / self.fluency_coef / len(fluency)))
         kl = token_kl(batch.log_probs, batch.ref_log_probs, batch.step_mask)  # (E, T)
         batch.rewards = batch.env_rewards - self.kl_coef * kl
         batch.advantages, batch.returns = self.episode_advantages(batch)

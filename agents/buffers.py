@@ -42,7 +42,7 @@ class EpisodeBatch:
     tensors ``(E, T)``: ``env_rewards``, ``log_probs`` and ``values`` (old policy, recorded while
     sampling), ``ref_log_probs``, ``rewards`` (env reward minus the KL penalty), ``advantages``,
     ``returns``; ``raw_rewards``: the env's own rewards when ``env_rewards`` were rescaled (a
-    ``VecNormalize``), else None.
+    ``VecNormalize``) or given the fluency bonus (``fluency_coef``), else None.
     """
 
     prompt_ids: th.Tensor

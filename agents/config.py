@@ -342,9 +342,10 @@ UNHASHED = ("seed", "out", "device", "threads", "tensorboard", "progress_bar", "
 
 _LATER_SECTIONS = {"rloo": RLOOConfig, "grpo": GRPOConfig, "nlpo": NLPOConfig}
 # Algorithm fields added after records were made: hashed only when set, so those records keep their hash.
-_LATER_ALGO_DEFAULTS = {"ppo": {"baseline": "critic", "group_size": None},
-                        "a2c": {"baseline": "critic", "group_size": None},
-                        "rloo": {"kl_penalty": "reward"}}
+_LATER_ALGO_DEFAULTS = {"ppo": {"baseline": "critic", "group_size": None, "fluency_coef": 0.0},
+                        "a2c": {"baseline": "critic", "group_size": None, "fluency_coef": 0.0},
+                        "rloo": {"kl_penalty": "reward", "fluency_coef": 0.0},
+                        "grpo": {"fluency_coef": 0.0}, "nlpo": {"fluency_coef": 0.0}}
 _LATER_POLICY_DEFAULTS = {"precision": "auto", "lora": asdict(LoraSettings())}
 
 

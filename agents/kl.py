@@ -1,4 +1,5 @@
-"""KL coefficient controllers for the penalty against the frozen reference policy."""
+"""Per-token terms against the frozen reference policy (the KL penalty, the fluency bonus) and the KL
+coefficient controllers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,22 @@ def token_kl(log_probs, ref_log_probs, mask=None):
     """
     kl = log_probs.float() - ref_log_probs.float()
     return kl if mask is None else kl * mask.to(kl.dtype)
+
+
+def fluency_bonus(ref_log_probs, step_mask, coef):
+    """Per-token reward ``coef * log pi_ref(token) / n`` of episodes of ``n`` tokens: each episode's sum is ``coef``
+    times its mean log-likelihood under the reference, i.e. ``-coef * log`` of its perplexity there.
+
+    Unlike the KL penalty it has no entropy part (``-log pi``): it pays for text the reference finds likely,
+    not for staying close to the reference's distribution. Divided by ``n`` so that it does not favour
+    short outputs. ``ref_log_probs, step_mask`` are ``(E, T)``.
+
+    >>> fluency_bonus(th.tensor([[-1.0, -3.0, 0.0]]), th.tensor([[1, 1, 0]]), 0.5).tolist()
+    [[-0.25, -0.75, 0.0]]
+    """
+    mask = step_mask.to(th.float32)
+    lengths = mask.sum(-1, keepdim=True).clamp(min=1.0)
+    return coef * ref_log_probs.float() * mask / lengths
 
 
 class KLStats:

@@ -108,7 +108,8 @@ class OnPolicyConfig(Checked):
     """Hyperparameters every on-policy text algorithm shares (SB3's names, plus the KL penalty).
 
     ``kl_coef`` weighs the per-token penalty ``log pi - log pi_ref`` subtracted from the rewards;
-    with ``kl_target`` set, ``kl_coef`` adapts so the per-episode KL tracks it.
+    with ``kl_target`` set, ``kl_coef`` adapts so the per-episode KL tracks it. ``fluency_coef`` adds that
+    many times each output's mean log-likelihood under the reference to its reward (fast path only).
     """
 
     learning_rate: float = ranged(1e-5, 0)  # 0 is allowed, as in SB3: the weights stay (evaluation, tests)
@@ -120,6 +121,7 @@ class OnPolicyConfig(Checked):
     max_grad_norm: float = ranged(0.5, 0, low_open=True)
     kl_coef: float = ranged(0.05, 0)
     kl_target: float | None = ranged(None, 0, low_open=True)
+    fluency_coef: float = ranged(0.0, 0)
 
 
 # ``textgym train --algo`` choices: the RL algorithms of ``agents.ALGORITHMS`` (kept here, where importing is
@@ -127,7 +129,7 @@ class OnPolicyConfig(Checked):
 ALGOS = ("ppo", "a2c", "rloo", "grpo", "nlpo", "sft")
 
 # Config fields that are not SB3 constructor arguments: the text algorithm's own.
-TEXT_ARGS = ("kl_coef", "kl_target", "group_size", "baseline")
+TEXT_ARGS = ("kl_coef", "kl_target", "fluency_coef", "group_size", "baseline")
 
 # What PPO and A2C subtract from a return to make an advantage: the value head's estimate (GAE), or the
 # mean return of the other completions of the same prompt (needs ``group_size >= 2``; no critic is run).

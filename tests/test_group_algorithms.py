@@ -181,6 +181,46 @@ def test_rloo_kl_penalty_choices_are_checked(tok):
         RLOO("TransformerPolicy", env, group_size=2, kl_penalty="kl", policy_kwargs=policy_kwargs(tok))
 
 
+@pytest.mark.parametrize("algo", [PPO, RLOO, GRPO])
+def test_fluency_coef_adds_each_outputs_mean_reference_log_likelihood_to_its_reward(tok, algo, tmp_path):
+    from agents.groups import episode_returns
+
+    env = TokenVecEnv(tiny_env(tok, max_new_tokens=4, group_size=2), 4, device="cpu")
+    extra = {"batch_size": 16} if algo is not RLOO else {}
+    model = algo("TransformerPolicy", env, n_steps=4, group_size=2, fluency_coef=0.3, seed=0,
+                 policy_kwargs=policy_kwargs(tok), **extra)
+    class RolloutLogs(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            self.logged = dict(self.logger.name_to_value)
+
+    logs = RolloutLogs()
+    model.learn(16, callback=logs)
+    batch = model.rollout_buffer.episodes
+    mask = batch.step_mask.float()
+    mean_log_likelihood = (batch.ref_log_probs * mask).sum(-1) / mask.sum(-1)  # (E,), < 0
+    bonus = episode_returns(batch.env_rewards, batch.step_mask) - episode_returns(batch.raw_rewards, batch.step_mask)
+    th.testing.assert_close(bonus, 0.3 * mean_log_likelihood)
+    assert (bonus < 0).all()
+    # what the env paid is still what rollout/score_mean reports; the bonus's own mean is logged beside it
+    logged = logs.logged
+    assert logged["rollout/score_mean"] == pytest.approx(float(episode_returns(batch.raw_rewards, batch.step_mask).mean()))
+    assert logged["rollout/score_mean"] != pytest.approx(float(episode_returns(batch.env_rewards, batch.step_mask).mean()))
+    assert logged["rollout/ref_log_likelihood"] == pytest.approx(float(mean_log_likelihood.mean()), rel=1e-5)
+    model.save(tmp_path / "agent")
+    assert algo.load(tmp_path / "agent", env=env).fluency_coef == 0.3
+
+
+def test_fluency_coef_is_checked_and_needs_the_fast_path(tok):
+    env = TokenVecEnv(tiny_env(tok), 2, device="cpu")
+    with pytest.raises(ValueError, match="fluency_coef must be >= 0"):
+        PPO("TransformerPolicy", env, fluency_coef=-0.1, policy_kwargs=policy_kwargs(tok))
+    with pytest.raises(ValueError, match="fluency_coef=0.1 scores whole episodes: it needs the fast path"):
+        PPO("TransformerPolicy", tiny_env(tok), fast_path=False, fluency_coef=0.1, policy_kwargs=policy_kwargs(tok))
+
+
 def test_nlpo_samples_only_inside_the_mask_policys_nucleus_and_scores_the_same_distribution(tok):
     from agents import NLPO
     from agents.rollout import evaluate_episodes
