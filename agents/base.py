@@ -34,6 +34,11 @@ from textgym.threads import check_threads, set_threads
 from textgym.vector import TokenVecEnv
 
 
+# The end of the error of anything that needs whole-episode rollouts (critic-free algorithms, NLPO, fluency_coef).
+_NEEDS_FAST_PATH = ("it needs the fast path (an env id, a TextEnv, any SB3 VecEnv of TextEnvs, gym.make_vec or "
+                    "textgym.make_vec), not SB3's per-step path")
+
+
 class TextAlgorithm:
     """Mixed in before an SB3 on-policy algorithm (``class PPO(TextAlgorithm, stable_baselines3.PPO)``).
 
@@ -227,12 +232,9 @@ class TextAlgorithm:
         if (not self.uses_critic or self.fast_path_only) and not fast:
             why = "masks each step with a lagged copy of the policy" if self.fast_path_only else \
                 "compares the k completions of each prompt"
-            raise ValueError(f"{name} {why}: it needs the fast path (an env id, a TextEnv, any SB3 VecEnv of TextEnvs, "
-                             "gym.make_vec or textgym.make_vec), not SB3's per-step path")
+            raise ValueError(f"{name} {why}: {_NEEDS_FAST_PATH}")
         if self.fluency_coef and not fast:
-            raise ValueError(f"{name}: fluency_coef={self.fluency_coef} scores whole episodes: it needs the fast path "
-                             "(an env id, a TextEnv, any SB3 VecEnv of TextEnvs, gym.make_vec or textgym.make_vec), "
-                             "not SB3's per-step path")
+            raise ValueError(f"{name}: fluency_coef={self.fluency_coef} scores whole episodes: {_NEEDS_FAST_PATH}")
         if not self.uses_critic and env_groups < 2:
             raise ValueError(f"{name} needs groups of completions: pass group_size=k (k >= 2) with an env id, "
                              "or make the env with group_size >= 2")

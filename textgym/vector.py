@@ -361,10 +361,7 @@ class TokenVecEnv(VecEnv):
 
     # --- SB3 VecEnv interface ----------------------------------------------------------------
     def reset(self):
-        for i in range(self.num_envs):
-            self.reset_infos[i] = self.reset_env(i, self._seeds[i], self._options[i] or None)
-        self._reset_seeds()
-        self._reset_options()
+        self.reset_all()
         return self.observations()
 
     def step_async(self, actions: np.ndarray) -> None:
